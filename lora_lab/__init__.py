@@ -1,0 +1,58 @@
+"""lora_lab: the verified companion package of the LoRA Lab course.
+
+Each module teaches one idea, ground floor first:
+``lowrank`` (rank and the SVD), ``numpy_lora`` (LoRA by hand), ``layers``
+(``LoRALinear``), ``adapters`` (LoRA in a whole model, PEFT-compatible files).
+"""
+
+from .adapters import (
+    ParameterCount,
+    apply_lora,
+    count_parameters,
+    load_adapter,
+    lora_layers,
+    lora_state_dict,
+    merge_and_unload,
+    merge_lora,
+    save_adapter,
+    unmerge_lora,
+)
+from .layers import LoRALinear
+from .lowrank import (
+    approximation_error,
+    break_even_rank,
+    energy_captured,
+    energy_curve,
+    low_rank_approx,
+    matrix_rank,
+    singular_values,
+    storage_cost,
+    subspace_similarity,
+    truncated_svd,
+    truncation_error,
+)
+from .numpy_lora import (
+    LoRAGrads,
+    delta_weight,
+    init_lora,
+    lora_backward,
+    lora_forward,
+    lora_scaling,
+    merge_weights,
+    mse_loss,
+    numerical_gradient,
+    sgd_step,
+    train_lora,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LoRAGrads", "LoRALinear", "ParameterCount", "apply_lora", "approximation_error",
+    "break_even_rank", "count_parameters", "delta_weight", "energy_captured", "energy_curve",
+    "init_lora", "load_adapter", "lora_backward", "lora_forward", "lora_layers", "lora_scaling",
+    "lora_state_dict", "low_rank_approx", "matrix_rank", "merge_and_unload", "merge_lora",
+    "merge_weights", "mse_loss", "numerical_gradient", "save_adapter", "sgd_step",
+    "singular_values", "storage_cost", "subspace_similarity", "train_lora", "truncated_svd",
+    "truncation_error", "unmerge_lora",
+]

@@ -1,0 +1,183 @@
+"""Rank, the SVD and low-rank approximation, in plain NumPy.
+
+Why: LoRA rests on one bet -- that a useful weight update has low rank. This
+module holds the tools to measure rank and to build (and price) the best
+low-rank stand-in for a matrix, as notebook 01 derives them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from ._validate import as_array, as_matrix, check_int, check_real
+
+Norm = Literal["fro", "spectral"]
+
+
+def singular_values(M: np.ndarray) -> np.ndarray:
+    """Singular values of ``M`` (m, n), largest first, shape (min(m, n),).
+
+    Why: every statement about rank and approximation error is a statement
+    about this list.
+    """
+    return np.linalg.svd(as_matrix(M, "M"), compute_uv=False)
+
+
+def matrix_rank(M: np.ndarray, tol: float | None = None) -> int:
+    """Numerical rank of ``M`` (m, n): how many singular values exceed ``tol``.
+
+    The default tolerance ``sigma_max * max(m, n) * eps`` is NumPy's, so the
+    result agrees with ``np.linalg.matrix_rank``. Why: in floating point almost
+    nothing is exactly zero; rank is "how many directions carry real signal".
+    """
+    M = as_matrix(M, "M")
+    s = np.linalg.svd(M, compute_uv=False)
+    if tol is None:
+        tol = float(s.max(initial=0.0)) * max(M.shape) * np.finfo(M.dtype).eps
+    else:
+        tol = check_real(tol, "tol")
+        if tol < 0:
+            raise ValueError(f"tol must be >= 0 or None, got {tol}")
+    return int(np.count_nonzero(s > tol))
+
+
+def _check_k(k: int, M: np.ndarray) -> int:
+    return check_int(k, "k", minimum=1, maximum=min(M.shape))
+
+
+def truncated_svd(M: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` singular triplets of ``M`` (m, n).
+
+    Returns ``U_k`` (m, k), ``S_k`` (k,), ``Vt_k`` (k, n) with
+    ``M ~= U_k @ np.diag(S_k) @ Vt_k``. ``k`` must be in [1, min(m, n)].
+    Why: keeping the k strongest directions is the best rank-k compression.
+    """
+    M = as_matrix(M, "M")
+    k = _check_k(k, M)
+    U, S, Vt = np.linalg.svd(M, full_matrices=False)
+    return U[:, :k], S[:k], Vt[:k, :]
+
+
+def low_rank_approx(M: np.ndarray, k: int) -> np.ndarray:
+    """Best rank-``k`` approximation of ``M`` (m, n), shape (m, n).
+
+    By the Eckart-Young theorem no rank-k matrix is closer to ``M`` in the
+    Frobenius or spectral norm. Why: it is the yardstick every LoRA update of
+    rank k can be compared with.
+    """
+    U, S, Vt = truncated_svd(M, k)
+    return (U * S) @ Vt
+
+
+def _check_norm(norm: str) -> str:
+    if norm not in ("fro", "spectral"):
+        raise ValueError(f"norm must be 'fro' or 'spectral', got {norm!r}")
+    return norm
+
+
+def approximation_error(M: np.ndarray, approx: np.ndarray, norm: Norm = "fro") -> float:
+    """Distance ``||M - approx||`` between two (m, n) matrices.
+
+    ``norm`` is ``"fro"`` (root of the summed squares) or ``"spectral"`` (largest
+    singular value). Why: "how good is this stand-in?" needs one number.
+    """
+    M = as_matrix(M, "M")
+    approx = as_matrix(approx, "approx")
+    _check_norm(norm)
+    if approx.shape != M.shape:
+        raise ValueError(f"approx must have the shape of M {M.shape}, got {approx.shape}")
+    return float(np.linalg.norm(M - approx, "fro" if norm == "fro" else 2))
+
+
+def truncation_error(s: np.ndarray, k: int, norm: Norm = "fro") -> float:
+    """Error of the best rank-``k`` approximation, from singular values ``s`` (p,).
+
+    Frobenius: ``sqrt(s[k]**2 + ... + s[p-1]**2)``; spectral: ``s[k]`` (0 when
+    k = p). Why: Eckart-Young says the error is fixed by the singular values
+    you throw away, so it can be known before building the approximation.
+    """
+    s = _check_singular_values(s)
+    k = check_int(k, "k", minimum=0, maximum=s.size)
+    _check_norm(norm)
+    tail = s[k:]
+    if norm == "spectral":
+        return float(tail[0]) if tail.size else 0.0
+    return float(np.sqrt(np.sum(tail**2)))
+
+
+def _check_singular_values(s: np.ndarray) -> np.ndarray:
+    s = as_array(s, "s", ndim=1)
+    if np.any(s < 0) or np.any(np.diff(s) > 1e-12 * max(1.0, float(s[0]))):
+        raise ValueError("s must be singular values: non-negative and sorted largest first")
+    return s
+
+
+def energy_captured(s: np.ndarray, k: int) -> float:
+    """Fraction of ``||M||_F**2`` kept by the top ``k`` of singular values ``s`` (p,).
+
+    Returns a number in [0, 1]. Why: "energy" tells at a glance how much of a
+    matrix a rank-k approximation keeps.
+    """
+    s = _check_singular_values(s)
+    k = check_int(k, "k", minimum=0, maximum=s.size)
+    total = float(np.sum(s**2))
+    return 1.0 if total == 0.0 else float(np.sum(s[:k] ** 2) / total)
+
+
+def energy_curve(s: np.ndarray) -> np.ndarray:
+    """Cumulative energy for every rank, shape (p,): entry k-1 is ``energy_captured(s, k)``.
+
+    Why: the curve shows how fast a spectrum decays -- the whole case for LoRA.
+    """
+    s = _check_singular_values(s)
+    total = float(np.sum(s**2))
+    if total == 0.0:
+        return np.ones_like(s)
+    return np.cumsum(s**2) / total
+
+
+def storage_cost(m: int, n: int, k: int) -> int:
+    """Numbers stored by a rank-``k`` factorisation of an (m, n) matrix: ``k * (m + n)``.
+
+    Why: B (m, k) and A (k, n) replace the m*n entries; this is LoRA's saving.
+    """
+    m = check_int(m, "m", minimum=1)
+    n = check_int(n, "n", minimum=1)
+    k = check_int(k, "k", minimum=1)
+    return k * (m + n)
+
+
+def break_even_rank(m: int, n: int) -> float:
+    """Rank at which factors cost as much as the full matrix: ``m*n / (m + n)``.
+
+    A rank-k factorisation saves storage exactly when ``k < break_even_rank(m, n)``.
+    """
+    m = check_int(m, "m", minimum=1)
+    n = check_int(n, "n", minimum=1)
+    return m * n / (m + n)
+
+
+def subspace_similarity(X: np.ndarray, Y: np.ndarray, i: int | None = None,
+                        j: int | None = None) -> float:
+    """The LoRA paper's phi: overlap of the top-``i`` and top-``j`` column spaces.
+
+    ``X`` (d, p) and ``Y`` (d, q) share their row count d. With ``U_i`` the top
+    ``i`` left singular vectors of ``X`` and ``U_j`` those of ``Y``,
+    ``phi = ||U_i.T @ U_j||_F**2 / min(i, j)``, between 0 (orthogonal) and 1
+    (one subspace contains the other). Defaults: all columns (i = p, j = q).
+    For LoRA's ``A`` (r, in) pass ``A.T``, as the paper compares the right
+    singular vectors of A. Why: it tells whether two adapters learned the same
+    directions.
+    """
+    X = as_matrix(X, "X")
+    Y = as_matrix(Y, "Y")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y must have the same number of rows, got {X.shape} and {Y.shape}")
+    i = X.shape[1] if i is None else check_int(i, "i", minimum=1, maximum=min(X.shape))
+    j = Y.shape[1] if j is None else check_int(j, "j", minimum=1, maximum=min(Y.shape))
+    i, j = min(i, min(X.shape)), min(j, min(Y.shape))
+    Ux = np.linalg.svd(X, full_matrices=False)[0][:, :i]
+    Uy = np.linalg.svd(Y, full_matrices=False)[0][:, :j]
+    return float(np.linalg.norm(Ux.T @ Uy, "fro") ** 2 / min(i, j))
