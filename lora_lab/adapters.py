@@ -287,7 +287,8 @@ def _read_config(path: Path) -> _AdapterConfig:
             raise ValueError(f"{path}: {key}={bad} is not supported by lora_lab")
     if raw.get("bias", "none") != "none":
         raise ValueError(f"{path}: bias must be 'none', got {raw.get('bias')!r}")
-    for key in ("rank_pattern", "alpha_pattern", "modules_to_save"):
+    for key in ("rank_pattern", "alpha_pattern", "modules_to_save", "lora_bias",
+                "layer_replication", "target_parameters", "trainable_token_indices"):
         if raw.get(key):
             raise ValueError(f"{path}: {key} is not supported by lora_lab, got {raw[key]!r}")
     try:
