@@ -1,0 +1,103 @@
+"""lowrank.py against NumPy's SVD and the Eckart-Young theorem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import lora_lab as L
+
+
+def random_rank(m: int, n: int, k: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((m, k)) @ rng.standard_normal((k, n))
+
+
+@pytest.mark.parametrize("shape,k", [((6, 4), 1), ((5, 9), 3), ((8, 8), 8), ((20, 3), 2)])
+def test_matrix_rank_matches_numpy(shape: tuple[int, int], k: int) -> None:
+    M = random_rank(*shape, k)
+    assert L.matrix_rank(M) == np.linalg.matrix_rank(M) == k
+
+
+def test_matrix_rank_tolerance_and_noise() -> None:
+    M = random_rank(10, 10, 2)
+    noisy = M + 1e-6 * np.random.default_rng(1).standard_normal(M.shape)
+    assert L.matrix_rank(noisy) == 10  # noise makes every matrix full rank ...
+    assert L.matrix_rank(noisy, tol=1e-3) == 2  # ... but only two directions carry signal
+    assert L.matrix_rank(np.zeros((3, 4))) == 0
+
+
+def test_truncated_svd_shapes_and_reconstruction() -> None:
+    M = np.random.default_rng(0).standard_normal((7, 5))
+    U, S, Vt = L.truncated_svd(M, 3)
+    assert U.shape == (7, 3) and S.shape == (3,) and Vt.shape == (3, 5)
+    np.testing.assert_allclose(S, np.linalg.svd(M, compute_uv=False)[:3])
+    np.testing.assert_allclose(U.T @ U, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(L.low_rank_approx(M, 5), M, atol=1e-12)
+    assert L.matrix_rank(L.low_rank_approx(M, 3)) == 3
+
+
+def test_errors_follow_the_discarded_singular_values() -> None:
+    M = np.random.default_rng(2).standard_normal((9, 6))
+    s = L.singular_values(M)
+    for k in range(1, 7):
+        approx = L.low_rank_approx(M, k)
+        assert L.approximation_error(M, approx) == pytest.approx(np.sqrt(np.sum(s[k:] ** 2)))
+        assert L.approximation_error(M, approx) == pytest.approx(L.truncation_error(s, k))
+        expected_spec = s[k] if k < 6 else 0.0
+        assert L.approximation_error(M, approx, "spectral") == pytest.approx(expected_spec, abs=1e-9)
+        assert L.truncation_error(s, k, "spectral") == pytest.approx(expected_spec)
+
+
+def test_energy_curve_and_storage() -> None:
+    s = np.array([3.0, 2.0, 1.0, 0.0])
+    np.testing.assert_allclose(L.energy_curve(s), [9 / 14, 13 / 14, 1.0, 1.0])
+    assert L.energy_captured(s, 2) == pytest.approx(13 / 14)
+    assert L.energy_captured(s, 0) == 0.0
+    assert L.storage_cost(100, 50, 4) == 600
+    assert L.break_even_rank(100, 50) == pytest.approx(5000 / 150)
+    # the break-even rule: factors are cheaper exactly below mn/(m+n)
+    for k in range(1, 50):
+        assert (L.storage_cost(100, 50, k) < 100 * 50) == (k < L.break_even_rank(100, 50))
+
+
+def test_subspace_similarity() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 4))
+    assert L.subspace_similarity(X, X) == pytest.approx(1.0)
+    assert L.subspace_similarity(X, X @ rng.standard_normal((4, 4))) == pytest.approx(1.0)
+    Q = np.linalg.qr(rng.standard_normal((12, 6)))[0]
+    assert L.subspace_similarity(Q[:, :3], Q[:, 3:]) == pytest.approx(0.0, abs=1e-12)
+    # nested subspaces: the smaller one lies inside the larger one
+    assert L.subspace_similarity(Q[:, :2], Q[:, :5]) == pytest.approx(1.0)
+    # an independent reference: principal angles via the SVD of Qx^T Qy
+    Y = rng.standard_normal((12, 3))
+    qx, qy = np.linalg.qr(X)[0], np.linalg.qr(Y)[0]
+    cosines = np.linalg.svd(qx.T @ qy, compute_uv=False)
+    assert L.subspace_similarity(X, Y) == pytest.approx(np.sum(cosines**2) / 3)
+
+
+matrices = st.tuples(st.integers(2, 8), st.integers(2, 8)).flatmap(
+    lambda mn: arrays(np.float64, mn, elements=st.floats(-10, 10, allow_subnormal=False)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(M=matrices, data=st.data())
+def test_eckart_young_property(M: np.ndarray, data: st.DataObject) -> None:
+    """No random rank-k matrix beats the truncated SVD; its error is the trailing-sigma root."""
+    k = data.draw(st.integers(1, min(M.shape)))
+    seed = data.draw(st.integers(0, 2**16))
+    best = L.low_rank_approx(M, k)
+    best_err = L.approximation_error(M, best)
+    s = np.linalg.svd(M, compute_uv=False)
+    assert best_err == pytest.approx(np.sqrt(np.sum(s[k:] ** 2)), abs=1e-9 * (1 + s[0]))
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        rival = rng.standard_normal((M.shape[0], k)) @ rng.standard_normal((k, M.shape[1]))
+        # also a rival that is close to optimal: a perturbed best approximation
+        near = L.low_rank_approx(best + 1e-3 * rival, k)
+        for candidate in (rival, near):
+            assert L.approximation_error(M, candidate) >= best_err - 1e-9 * (1 + s[0])
