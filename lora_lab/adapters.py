@@ -197,9 +197,10 @@ def _shared_setting(layers: list[tuple[str, LoRALinear]], attr: str) -> Any:
     return values.pop()
 
 
-def _target_modules_for(paths: list[str]) -> list[str] | str:
+def _target_modules_for(model: nn.Module, paths: list[str]) -> list[str] | str:
     """Adapted paths as PEFT target_modules; a full-match regex when a suffix would over-match."""
-    ambiguous = any(other != p and other.endswith("." + p) for p in paths for other in paths)
+    names = [name for name, _ in model.named_modules()]
+    ambiguous = any(other != p and other.endswith("." + p) for p in paths for other in names)
     return "|".join(re.escape(p) for p in paths) if ambiguous else paths
 
 
@@ -239,7 +240,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
         "r": _shared_setting(layers, "r"),
         "lora_alpha": _shared_setting(layers, "alpha"),
         "lora_dropout": max(dropouts),
-        "target_modules": _target_modules_for(paths),
+        "target_modules": _target_modules_for(model, paths),
         "bias": "none",
         "fan_in_fan_out": False,
         "use_rslora": _shared_setting(layers, "use_rslora"),
