@@ -27,7 +27,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check lora_lab tests tools benchmarks notebooks
 	$(PY) -m pytest tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:randomly
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lora_lab tests tools benchmarks notebooks
