@@ -1,0 +1,89 @@
+"""Figure helpers of notebook 01: they return Figures with the promised content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from lora_lab.plots import (
+    eckart_young_figure,
+    outer_products_figure,
+    reconstructions_figure,
+    spectrum_figure,
+    storage_figure,
+)
+
+
+@pytest.fixture
+def matrix() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(30, 20))
+
+
+def test_outer_products_figure_shows_terms_and_sum() -> None:
+    pieces = [np.outer([1, 2, 3], [1, 0, -1, 2]), np.outer([0, 1, 1], [2, 1, 0, 0])]
+    fig = outer_products_figure(pieces, titles=["u1 v1ᵀ", "u2 v2ᵀ"])
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == ["u1 v1ᵀ", "u2 v2ᵀ", "sum"]
+    np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), pieces[0] + pieces[1])
+
+
+def test_outer_products_figure_validates() -> None:
+    with pytest.raises(ValueError, match="terms"):
+        outer_products_figure([np.ones((2, 3)), np.ones((3, 2))])
+    with pytest.raises(TypeError, match="terms"):
+        outer_products_figure(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="titles"):
+        outer_products_figure([np.ones((2, 3))], titles=["a", "b"])
+
+
+def test_reconstructions_figure_titles_carry_the_errors(matrix: np.ndarray) -> None:
+    fig = reconstructions_figure(matrix, [1, 5, 20])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "original\n30 x 20"
+    assert titles[3] == "rank 20\nerror 0.0%"
+    s = np.linalg.svd(matrix, compute_uv=False)
+    expected = np.sqrt(np.sum(s[5:] ** 2) / np.sum(s**2))
+    assert titles[2] == f"rank 5\nerror {expected:.1%}"
+
+
+@pytest.mark.parametrize(("ranks", "error"), [([0], ValueError), ([21], ValueError),
+                                              ([], ValueError), ([1.5], TypeError),
+                                              ("5", TypeError)])
+def test_reconstructions_figure_validates_ranks(matrix: np.ndarray, ranks, error) -> None:
+    with pytest.raises(error, match="ranks"):
+        reconstructions_figure(matrix, ranks)
+
+
+def test_spectrum_figure_single_and_compared(matrix: np.ndarray) -> None:
+    s = np.linalg.svd(matrix, compute_uv=False)
+    fig = spectrum_figure(s, mark_ranks=[3])
+    assert len(fig.axes) == 2 and fig.axes[0].get_yscale() == "log"
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata()[-1], 1.0)
+    fig = spectrum_figure({"a": s, "b": 2 * s}, normalize=True)
+    np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata()[0], 1.0)
+    with pytest.raises(ValueError, match="s must be singular values"):
+        spectrum_figure(s[::-1])
+    with pytest.raises(ValueError, match="mark_ranks"):
+        spectrum_figure(s, mark_ranks=[99])
+
+
+def test_storage_figure_marks_the_break_even() -> None:
+    fig = storage_figure(600, 512, mark_ranks=[20])
+    ax = fig.axes[0]
+    assert "k < 276.3" in [t.get_text() for t in ax.get_legend().get_texts()][2]
+    np.testing.assert_allclose(ax.lines[0].get_ydata()[:3], [1112, 2224, 3336])
+    with pytest.raises(ValueError, match="m"):
+        storage_figure(0, 5)
+    with pytest.raises(TypeError, match="n"):
+        storage_figure(5, 2.5)
+
+
+def test_eckart_young_figure(matrix: np.ndarray) -> None:
+    fig = eckart_young_figure([1, 2, 3], {"truncated SVD": [0.5, 0.4, 0.3],
+                                          "random": [0.9, 0.8, 0.7]})
+    assert [line.get_label() for line in fig.axes[0].lines] == ["truncated SVD", "random"]
+    with pytest.raises(ValueError, match="one value per rank"):
+        eckart_young_figure([1, 2], {"random": [1.0]})
+    with pytest.raises(ValueError, match="errors"):
+        eckart_young_figure([1, 2], {})
