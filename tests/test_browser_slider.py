@@ -209,33 +209,32 @@ def wait_until_serving(proc: subprocess.Popen[bytes], server: LabServer, timeout
     )
 
 
-def descendant_pids(pid: int) -> list[int]:
-    """The ids of all processes below ``pid`` (the kernels run in their own session)."""
-    try:
-        import psutil  # a dependency of ipykernel
-    except ImportError:
-        return []
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server's process group, then any kernel it left behind; by pid only."""
-    children = descendant_pids(proc.pid)
+    """Stop the server's process group, then any kernel it left behind.
+
+    SIGTERM makes Jupyter shut its kernels down; kernels run in sessions of their
+    own, so survivors are then killed one by one, by process (psutil checks that
+    a pid still names the same process before signalling it).
+    """
+    import psutil  # a dependency of ipykernel
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    for pid in children:  # kernels run in their own process group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +265,10 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         "JUPYTERLAB_WORKSPACES_DIR": str(config_dir / "lab" / "workspaces"),
         "IPYTHONDIR": str(base / "ipython"),
         "PYTHONUNBUFFERED": "1",
+        # One thread, as in every other test of the course (see conftest.py).
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
     }
     port = free_port()
     server = LabServer(
@@ -346,7 +349,7 @@ NOTEBOOK_OPEN_JS = """
 }
 """
 
-# Resolves once notebook 01 is open with its kernel; then runs every cell and reports
+# Waits (at most timeoutMs) for notebook 01's kernel, runs every cell, and reports
 # whether all succeeded plus any error outputs. NotebookActions.runAll, behind the
 # command, only resolves when the last cell has finished.
 RUN_ALL_JS = """
@@ -356,12 +359,15 @@ async ([notebook, timeoutMs]) => {
   if (!panel || !panel.context || !panel.context.path.endsWith(notebook)) {
     throw new Error('current widget is not ' + notebook);
   }
-  await panel.context.ready;
-  await panel.sessionContext.ready;
-  const timeout = new Promise((_, reject) => setTimeout(
-    () => reject(new Error('Run All did not finish within ' + timeoutMs + ' ms')), timeoutMs));
-  app.shell.activateById(panel.id);
-  const ok = await Promise.race([app.commands.execute('notebook:run-all-cells'), timeout]);
+  const runAll = async () => {
+    await panel.context.ready;
+    await panel.sessionContext.ready;
+    app.shell.activateById(panel.id);
+    return await app.commands.execute('notebook:run-all-cells');
+  };
+  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error(
+    'kernel start + Run All Cells did not finish within ' + timeoutMs + ' ms')), timeoutMs));
+  const ok = await Promise.race([runAll(), timeout]);
   const errors = [];
   for (const cell of panel.content.widgets) {
     if (cell.model.type !== 'code') continue;
@@ -503,6 +509,7 @@ def test_rank_slider_redraws_in_jupyterlab(
     """Moving the rank slider in JupyterLab updates the readout and the picture."""
     page = browser_page.page
     explorer: RankExplorer | None = None
+    (ARTIFACTS / "browser_slider_failure.png").unlink(missing_ok=True)  # from an older run
     try:
         page.goto(f"{lab_server.url}/lab/tree/{NOTEBOOK}", wait_until="domcontentloaded")
         page.wait_for_function(NOTEBOOK_OPEN_JS, arg=NOTEBOOK)

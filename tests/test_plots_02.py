@@ -52,8 +52,8 @@ def test_loss_curves_reject_what_they_cannot_draw(panels, kwargs, message):
         plots.loss_curves_figure(panels, **kwargs)
 
 
-def test_spectra_figure_places_value_i_at_position_i_plus_1():
-    fig = plots.spectra_figure({"x": [3.0, 2.0, 1.0], "y": [3.0, 2.0]}, title="sv")
+def test_singular_values_figure_places_value_i_at_position_i_plus_1():
+    fig = plots.singular_values_figure({"x": [3.0, 2.0, 1.0], "y": [3.0, 2.0]}, title="sv")
     ax = fig.axes[0]
     assert ax.get_title() == "sv"
     x_line, y_line = ax.get_lines()
@@ -63,8 +63,8 @@ def test_spectra_figure_places_value_i_at_position_i_plus_1():
     assert list(ax.get_xticks()) == [1, 2, 3]
 
 
-def test_spectra_figure_rejects_empty_input():
+def test_singular_values_figure_rejects_empty_input():
     with pytest.raises(ValueError, match="at least one entry"):
-        plots.spectra_figure({})
+        plots.singular_values_figure({})
     with pytest.raises(ValueError, match="non-empty"):
-        plots.spectra_figure({"x": []})
+        plots.singular_values_figure({"x": []})

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from lora_lab.lowrank import energy_captured, low_rank_approx, singular_values, truncation_error
-from lora_lab.widgets import RankSlider, load_sample_image
+from lora_lab.widgets import RankSlider, block_mean_rows, load_sample_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,6 +30,11 @@ def explorer(photo: np.ndarray) -> RankSlider:
 def small() -> RankSlider:
     rng = np.random.default_rng(0)
     return RankSlider(rng.normal(size=(12, 8)), rank=3)
+
+
+def blocks_2x2(X: np.ndarray) -> np.ndarray:
+    """Mean of each 2 x 2 block of pixels of an (even, even) matrix."""
+    return X.reshape(X.shape[0] // 2, 2, X.shape[1] // 2, 2).mean(axis=(1, 3))
 
 
 def png_pixels(data: bytes) -> np.ndarray:
@@ -59,6 +64,23 @@ def test_sample_image_step_keeps_every_step_th_pixel(photo: np.ndarray) -> None:
 def test_sample_image_rejects_bad_steps(step, error) -> None:
     with pytest.raises(error, match="step"):
         load_sample_image(step=step)
+
+
+def test_block_means_of_the_factors_give_block_means_of_the_product() -> None:
+    rng = np.random.default_rng(3)
+    U, Vt = rng.normal(size=(8, 3)), rng.normal(size=(3, 6))
+    shrunk = block_mean_rows(U, 2) @ block_mean_rows(Vt.T, 2).T
+    np.testing.assert_allclose(shrunk, blocks_2x2(U @ Vt), atol=1e-12)
+    assert block_mean_rows(rng.normal(size=(7, 2)), 3).shape == (2, 2)  # leftover row dropped
+    np.testing.assert_array_equal(block_mean_rows(U, 1), U)
+
+
+@pytest.mark.parametrize(("X", "f", "error", "name"), [
+    (np.ones(4), 2, ValueError, "X"), (np.ones((4, 2)), 0, ValueError, "f"),
+    (np.ones((4, 2)), 5, ValueError, "f"), (np.ones((4, 2)), 2.0, TypeError, "f")])
+def test_block_mean_rows_rejects_bad_inputs(X, f, error, name) -> None:
+    with pytest.raises(error, match=name):
+        block_mean_rows(X, f)
 
 
 # --------------------------------------------------------------------------- structure
@@ -96,11 +118,15 @@ def test_moving_the_slider_updates_every_number(explorer: RankSlider, photo: np.
                                    atol=1e-10)
         # Eckart-Young: the measured error is the one the thrown-away values predict.
         assert explorer.relative_error == pytest.approx(truncation_error(s, k) / norm, rel=1e-9)
+        measured = np.linalg.norm(photo - explorer.reconstruction) / norm
+        assert explorer.relative_error == pytest.approx(measured, rel=1e-9)
         assert explorer.energy == pytest.approx(energy_captured(s, k))
         assert explorer.compression == pytest.approx(600 * 512 / (k * (600 + 512)))
         assert f"rank {k}</b>" in explorer.readout.value
         assert f"{explorer.relative_error:.3f}" in explorer.readout.value
-        np.testing.assert_array_equal(explorer.image_artist.get_array(), explorer.reconstruction)
+        np.testing.assert_array_equal(explorer.image_artist.get_array(), explorer.screen_image)
+        np.testing.assert_allclose(explorer.screen_image, blocks_2x2(explorer.reconstruction),
+                                   atol=1e-12)
 
 
 def test_extremes_rank_one_and_full_rank(explorer: RankSlider, photo: np.ndarray) -> None:
@@ -113,7 +139,10 @@ def test_extremes_rank_one_and_full_rank(explorer: RankSlider, photo: np.ndarray
 
     explorer.slider.value = 512
     np.testing.assert_allclose(explorer.reconstruction, photo, atol=1e-12)
+    np.testing.assert_allclose(explorer.screen_image, blocks_2x2(photo), atol=1e-12)
     assert explorer.relative_error < 1e-12
+    measured = np.linalg.norm(photo - explorer.reconstruction) / np.linalg.norm(photo)
+    assert measured < 1e-12
     assert explorer.energy == pytest.approx(1.0)
     assert explorer.compression < 1  # full rank stores more than the photo itself
     assert "relative error <b>0.000</b>" in explorer.readout.value
