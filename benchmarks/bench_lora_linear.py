@@ -15,8 +15,9 @@ What is timed
 * **Merged forward**: inference (``torch.no_grad``) through a merged ``LoRALinear``
   versus a plain ``nn.Linear`` of the same shape: merging must make the adapter free.
 
-Variants are built with identical weights (``lora_B`` non-zero, so the adapter path does
-real work) and checked to compute the same output before any timing. All variants of a
+The three LoRA variants wrap one shared frozen base layer and hold identical adapters
+(``lora_B`` non-zero, so the adapter path does real work); they are checked to compute
+the same output before any timing. All variants of a
 (shape, threads) group are timed in one process, round-robin within every repeat (the
 starting variant rotates from repeat to repeat), after warm-up. Reported times are
 medians over repeats; reported ratios are medians of the per-repeat ratios, which

@@ -5,19 +5,9 @@ Each module teaches one idea, ground floor first:
 (``LoRALinear``), ``adapters`` (LoRA in a whole model, PEFT-compatible files).
 """
 
-from .adapters import (
-    ParameterCount,
-    apply_lora,
-    count_parameters,
-    load_adapter,
-    lora_layers,
-    lora_state_dict,
-    merge_and_unload,
-    merge_lora,
-    save_adapter,
-    unmerge_lora,
-)
-from .layers import LoRALinear
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .lowrank import (
     approximation_error,
     break_even_rank,
@@ -44,6 +34,41 @@ from .numpy_lora import (
     sgd_step,
     train_lora,
 )
+
+# The torch-based modules load on first use, so the NumPy-only notebooks (01, 02)
+# do not pay for importing torch (PEP 562 module __getattr__).
+_TORCH_NAMES = {
+    "LoRALinear": "layers",
+    **dict.fromkeys(["ParameterCount", "apply_lora", "count_parameters", "load_adapter",
+                     "lora_layers", "lora_state_dict", "merge_and_unload", "merge_lora",
+                     "save_adapter", "unmerge_lora"], "adapters"),
+}
+
+if TYPE_CHECKING:
+    from .adapters import (
+        ParameterCount,
+        apply_lora,
+        count_parameters,
+        load_adapter,
+        lora_layers,
+        lora_state_dict,
+        merge_and_unload,
+        merge_lora,
+        save_adapter,
+        unmerge_lora,
+    )
+    from .layers import LoRALinear
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        return getattr(import_module(f".{_TORCH_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'lora_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_TORCH_NAMES))
+
 
 __version__ = "0.1.0"
 

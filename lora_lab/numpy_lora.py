@@ -191,12 +191,16 @@ class TrainResult:
 
 
 def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: float,
-               lr: float, steps: int, seed: int = 0) -> TrainResult:
+               lr: float, steps: int, seed: int = 0,
+               init: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
     """Fit LoRA factors by full-batch gradient descent on ``mse_loss``.
 
     ``x`` (N, in) and ``y`` (N, out) are input/target pairs; ``W0`` (out, in)
-    stays frozen. Returns the factors after ``steps`` steps and the loss
-    before each step (``len(losses) == steps``). Why: the training loop with
+    stays frozen. The factors start from ``init_lora(..., seed)``, or from
+    ``init = (A, B)`` when given (for initialisation experiments). Returns the
+    factors after ``steps`` steps and the loss before each step
+    (``len(losses) == steps``). Raises ``FloatingPointError`` naming the step
+    if the loss blows up (learning rate too high). Why: the training loop with
     nothing hidden -- forward, loss, backward, step.
     """
     W0 = as_matrix(W0, "W0")
@@ -209,10 +213,23 @@ def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: floa
                          f"got {y.shape}")
     steps = check_int(steps, "steps", minimum=1)
     lr = check_real(lr, "lr", positive=True)
-    A, B = init_lora(W0.shape[1], W0.shape[0], r, seed)
+    if init is None:
+        A, B = init_lora(W0.shape[1], W0.shape[0], r, seed)
+    else:
+        if not isinstance(init, tuple) or len(init) != 2:
+            raise TypeError("init must be a pair (A, B) of arrays or None")
+        A, B = as_matrix(init[0], "init[0] (A)").copy(), as_matrix(init[1], "init[1] (B)").copy()
+        _check_lora_shapes(W0, A, B)
+        if A.shape[0] != check_int(r, "r", minimum=1):
+            raise ValueError(f"init's A has rank {A.shape[0]}, but r={r}")
     losses: list[float] = []
-    for _ in range(steps):
-        loss, grad_h = mse_loss(lora_forward(x, W0, A, B, alpha), y)
+    for step in range(steps):
+        try:
+            with np.errstate(over="raise", invalid="raise"):
+                loss, grad_h = mse_loss(lora_forward(x, W0, A, B, alpha), y)
+                A, B = sgd_step(A, B, lora_backward(x, W0, A, B, alpha, grad_h), lr)
+        except (FloatingPointError, ValueError):  # inputs were checked: only overflow lands here
+            raise FloatingPointError(f"training diverged at step {step}: the numbers overflowed; "
+                                     f"lower lr (now {lr:g})") from None
         losses.append(loss)
-        A, B = sgd_step(A, B, lora_backward(x, W0, A, B, alpha, grad_h), lr)
     return TrainResult(A=A, B=B, losses=losses)

@@ -186,6 +186,19 @@ def write_lab_settings(settings_dir: Path) -> None:
         path.write_text(json.dumps(values, indent=2))
 
 
+def clear_outputs(path: Path) -> None:
+    """Drop the stored outputs of the notebook COPY at ``path``.
+
+    Everything on the page then comes from this run (no stale "model not found"
+    widget placeholders), and JupyterLab opens the notebook faster.
+    """
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    path.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+
+
 def wait_until_serving(proc: subprocess.Popen[bytes], server: LabServer, timeout: float) -> None:
     """Poll ``/api/status`` until the server answers, it dies, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
@@ -248,6 +261,7 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         shutil.copytree(DATA, base / "course" / "data")
     if not (root_dir / NOTEBOOK).is_file():
         pytest.fail(f"{NOTEBOOKS / NOTEBOOK} does not exist")
+    clear_outputs(root_dir / NOTEBOOK)
 
     config_dir = base / "config"
     write_lab_settings(config_dir / "lab" / "user-settings")

@@ -119,3 +119,18 @@ def test_numerical_gradient_of_a_known_function() -> None:
 def test_delta_weight_scaling(alpha: float) -> None:
     _, _, A, B, _ = problem()
     np.testing.assert_allclose(nl.delta_weight(A, B, alpha), alpha / 3 * B @ A)
+
+
+def test_train_lora_reports_divergence_and_accepts_a_start() -> None:
+    rng = np.random.default_rng(0)
+    W0, x = rng.standard_normal((4, 5)), rng.standard_normal((50, 5))
+    y = x @ (W0 + rng.standard_normal((4, 5))).T
+    with pytest.raises(FloatingPointError, match="diverged at step .*lower lr"):
+        nl.train_lora(x, y, W0, r=2, alpha=2, lr=50.0, steps=500)
+    A0, B0 = nl.init_lora(5, 4, 2, seed=3)
+    given = nl.train_lora(x, y, W0, r=2, alpha=2, lr=0.05, steps=5, init=(A0, B0))
+    seeded = nl.train_lora(x, y, W0, r=2, alpha=2, lr=0.05, steps=5, seed=3)
+    np.testing.assert_array_equal(given.A, seeded.A)
+    assert np.all(B0 == 0)  # the caller's arrays are not modified
+    with pytest.raises(ValueError, match="r=3"):
+        nl.train_lora(x, y, W0, r=3, alpha=2, lr=0.05, steps=5, init=(A0, B0))
