@@ -39,8 +39,8 @@ SCREEN_PIXELS = 256  # the slider's picture shows about this many pixels along i
 def load_sample_image(step: int = 1) -> np.ndarray:
     """Grace Hopper's portrait (bundled with matplotlib) as a grayscale matrix.
 
-    Returns a float64 array of shape (600 // step, 512 // step), rounded up,
-    with values in [0, 1] (0 = black, 1 = white). ``step`` keeps every
+    Returns a float64 array of shape (ceil(600 / step), ceil(512 / step)) with
+    values in [0, 1] (0 = black, 1 = white). ``step`` keeps every
     ``step``-th row and column, for quicker experiments. The file ships inside
     the installed matplotlib package, so nothing is downloaded.
     Why: a photograph is a matrix we can *see*, which makes rank visible.
