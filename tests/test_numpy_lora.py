@@ -125,7 +125,7 @@ def test_train_lora_reports_divergence_and_accepts_a_start() -> None:
     rng = np.random.default_rng(0)
     W0, x = rng.standard_normal((4, 5)), rng.standard_normal((50, 5))
     y = x @ (W0 + rng.standard_normal((4, 5))).T
-    with pytest.raises(FloatingPointError, match="diverged at step .*lower lr"):
+    with pytest.raises(FloatingPointError, match=r"diverged at step .*lower lr"):
         nl.train_lora(x, y, W0, r=2, alpha=2, lr=50.0, steps=500)
     A0, B0 = nl.init_lora(5, 4, 2, seed=3)
     given = nl.train_lora(x, y, W0, r=2, alpha=2, lr=0.05, steps=5, init=(A0, B0))
