@@ -14,8 +14,8 @@ from lora_lab import checks
 # ---------------------------------------------------------------- correct answers
 
 
-def param_count(out_features: int, in_features: int, r: int) -> int:
-    return r * (out_features + in_features)
+def param_count(shapes: list[tuple[int, int]], r: int) -> int:
+    return sum(r * (out_features + in_features) for out_features, in_features in shapes)
 
 
 def forward(x, W0, A, B, alpha):
@@ -77,29 +77,60 @@ def test_param_count_accepts_correct_answer(capsys):
 
 
 def test_param_count_accepts_a_whole_float():
-    assert checks.check_param_count(lambda o, i, r: float(r * (o + i))) is True
+    assert checks.check_param_count(lambda shapes, r: float(param_count(shapes, r))) is True
 
 
-@pytest.mark.parametrize(("wrong", "hint"), [
-    (lambda o, i, r: o * i, "size of the full weight W"),
-    (lambda o, i, r: r * o * i, "add up, they do not multiply"),
-    (lambda o, i, r: r * o, "you counted B (out × r) only"),
-    (lambda o, i, r: r * i, "you counted A (r × in) only"),
-    (lambda o, i, r: o + i, "multiply by r"),
-    (lambda o, i, r: 2 * r * i, "not square"),
-    (lambda o, i, r: 7, "write down the shapes of B and A"),
+def _per_weight(count):
+    """A learner's answer that applies ``count(o, i, r)`` to every weight and sums."""
+    return lambda shapes, r: sum(count(o, i, r) for o, i in shapes)
+
+
+def _first_only(shapes, r):
+    for o, i in shapes:
+        return r * (o + i)
+
+
+def _last_only(shapes, r):
+    total = 0
+    for o, i in shapes:
+        total = r * (o + i)
+    return total
+
+
+@pytest.mark.parametrize(("wrong", "hint", "expected"), [
+    (_per_weight(lambda o, i, r: o * i), "size of the full weights W", 32),
+    (_per_weight(lambda o, i, r: r * o * i), "add up, they do not multiply", 32),
+    (_per_weight(lambda o, i, r: r * o), "you counted B (out × r) only", 32),
+    (_per_weight(lambda o, i, r: r * i), "you counted A (r × in) only", 32),
+    (_per_weight(lambda o, i, r: o + i), "multiply by r", 32),
+    (_per_weight(lambda o, i, r: 2 * r * i), "not square", 32),
+    (_first_only, "you counted the first weight only", 62),
+    (_last_only, "`total += ...`, not `total = ...`", 62),
+    (lambda shapes, r: 7, "write down the shapes of each B and A", 32),
 ])
-def test_param_count_rejects_typical_mistakes_with_a_hint(wrong, hint, capsys):
+def test_param_count_rejects_typical_mistakes_with_a_hint(wrong, hint, expected, capsys):
     assert checks.check_param_count(wrong) is False
     out = _verdict(capsys)
-    assert "❌ lora_param_count: not yet" in out and "expected 32" in out
+    assert "❌ lora_param_count: not yet" in out and f"expected {expected}" in out
     assert hint in out
 
 
 def test_param_count_rejects_non_numbers(capsys):
-    assert checks.check_param_count(lambda o, i, r: [r * (o + i)]) is False
+    assert checks.check_param_count(lambda shapes, r: [r * (o + i) for o, i in shapes]) is False
+    assert "not one number" in _verdict(capsys)
+    assert checks.check_param_count(lambda shapes, r: "32") is False
     assert "not a whole number" in _verdict(capsys)
-    assert checks.check_param_count(lambda o, i, r: True) is False
+    assert checks.check_param_count(lambda shapes, r: True) is False
+
+
+def test_param_count_does_not_let_the_learner_change_the_cases():
+    def pops(shapes, r):
+        total = param_count(shapes, r)
+        shapes.clear()
+        return total
+
+    assert checks.check_param_count(pops) is True
+    assert checks.check_param_count(param_count) is True
 
 
 # ---------------------------------------------------------------- check_lora_forward
@@ -157,19 +188,32 @@ def _double_grad_B(x, W0, A, B, alpha, grad_h):
     return grad_A, 2 * grad_B
 
 
+def _double_grad_A(x, W0, A, B, alpha, grad_h):
+    grad_A, grad_B = grads(x, W0, A, B, alpha, grad_h)
+    return 2 * grad_A, grad_B
+
+
 @pytest.mark.parametrize(("wrong", "hint"), [
     (lambda *args: grads(*args)[::-1], "swapped order"),
     (lambda x, W0, A, B, a, G: tuple(g / (a / A.shape[0]) for g in grads(x, W0, A, B, a, G)),
      "the scaling s = alpha/r is missing"),
     (lambda *args: tuple(g.T for g in grads(*args)), "a gradient has the shape of its parameter"),
     (lambda x, W0, A, B, a, G: tuple(g / len(x) for g in grads(x, W0, A, B, a, G)),
-     "sum over the examples, do not average"),
-    (_double_grad_B, "grad_B = s * grad_h.T @ u"),
+     "sum over the examples, do not average: grad_h already holds the loss's 1/(N·out)"),
+    (_double_grad_B, "grad_B is the sum over the examples of s g u^T"),
+    (_double_grad_A, "grad_A is the sum over the examples of s B^T g x^T"),
 ])
 def test_grads_reject_typical_mistakes_with_a_hint(wrong, hint, capsys):
     assert checks.check_lora_grads(wrong) is False
     out = _verdict(capsys)
     assert "❌ my_lora_grads: not yet" in out and hint in out
+
+
+@pytest.mark.parametrize("wrong", [_double_grad_A, _double_grad_B])
+def test_grads_fallback_hint_does_not_give_the_solution_away(wrong, capsys):
+    assert checks.check_lora_grads(wrong) is False
+    out = _verdict(capsys)
+    assert "grad_h.T @" not in out and "(grad_h @ B).T" not in out and ".T @ x" not in out
 
 
 def test_grads_must_return_a_pair(capsys):

@@ -23,6 +23,15 @@ def test_loss_curves_one_panel_per_entry_with_shared_log_axis():
     assert fig.get_suptitle() == "title"
 
 
+def test_loss_curves_can_give_each_panel_its_own_y_axis():
+    panels = {"big": {"a": [10.0, 1.0]}, "small": {"b": [1e-3, 1e-4]}}
+    left, right = plots.loss_curves_figure(panels, sharey=False).axes
+    assert left.get_ylim() != right.get_ylim()
+    assert right.get_ylim()[1] < 1e-2 < left.get_ylim()[0]
+    shared_left, shared_right = plots.loss_curves_figure(panels).axes
+    assert shared_left.get_ylim() == shared_right.get_ylim()
+
+
 def test_loss_curves_floor_is_a_labelled_horizontal_line():
     fig = plots.loss_curves_figure({"p": {"loss": [1.0, 0.1]}}, floors={"p": (0.05, "floor")})
     ax = fig.axes[0]
