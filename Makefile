@@ -14,7 +14,6 @@ setup: $(STAMP)
 # Re-runs only when pyproject.toml changes, so a second `make test` installs nothing.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)

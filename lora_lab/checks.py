@@ -350,41 +350,60 @@ def _nb02_is_count(value: Any) -> bool:
     return isinstance(value, (float, np.floating)) and float(value).is_integer()
 
 
-def check_param_count(lora_param_count: Callable[[int, int, int], int]) -> bool:
-    """Check ``lora_param_count(out_features, in_features, r)``: trainable numbers of one adapter.
+def _nb02_count_mistakes(shapes: list[tuple[int, int]], r: int) -> list[tuple[int, str]]:
+    """``(wrong total, hint)`` for the usual slips in counting the adapters of ``shapes``."""
+    outs, ins = sum(o for o, _ in shapes), sum(i for _, i in shapes)
+    not_square = ("B has out × r entries and A has r × in; they differ when a weight is not "
+                  "square.")
+    return [
+        (sum(o * i for o, i in shapes), "that is the size of the full weights W (out × in). "
+                                        "LoRA trains only B (out × r) and A (r × in)."),
+        (r * sum(o * i for o, i in shapes), "the two factors' sizes add up, they do not "
+                                            "multiply: out*r + r*in."),
+        (r * outs, "you counted B (out × r) only; A (r × in) is trainable too."),
+        (r * ins, "you counted A (r × in) only; B (out × r) is trainable too."),
+        (outs + ins, "each factor has r columns (B) or r rows (A): multiply by r."),
+        (2 * r * ins, not_square),
+        (2 * r * outs, not_square),
+        (r * sum(shapes[0]), "you counted the first weight only: add up the adapters of all "
+                             "the weights in shapes (is there a `return` inside your loop?)."),
+        (r * sum(shapes[-1]), "you counted the last weight only: add each weight's count to a "
+                              "running total (`total += ...`, not `total = ...`)."),
+    ]
 
-    The answer is ``r * (out_features + in_features)``: B holds out*r numbers, A holds
-    r*in. Why: counting is how LoRA's saving is measured, and the usual slips
-    (counting the full W, one factor, or assuming a square layer) are easy to make.
+
+def check_param_count(lora_param_count: Callable[[list[tuple[int, int]], int], int]) -> bool:
+    """Check ``lora_param_count(shapes, r)``: trainable numbers of rank-r adapters on weights
+    of the given (out_features, in_features) shapes.
+
+    The answer is the sum of ``r * (out + in)`` over the shapes: each B holds out*r numbers,
+    each A r*in. Why: counting is how LoRA's saving is measured, and the usual slips
+    (counting the full W, one factor, one weight, or assuming square weights) are easy to make.
     """
     _require_callable(lora_param_count)
     title = "lora_param_count"
-    for out_f, in_f, r in ((6, 10, 2), (4, 16, 1), (32, 64, 4), (768, 768, 8)):
-        call = f"lora_param_count({out_f}, {in_f}, {r})"
-        got, error = _call(lora_param_count, out_f, in_f, r)
+    cases = (([(6, 10)], 2, "[(6, 10)]"),
+             ([(3, 5), (8, 4), (2, 9)], 2, "[(3, 5), (8, 4), (2, 9)]"),
+             ([(768, 768)] * 4 + [(3072, 768), (768, 3072)], 8,
+              "[(768, 768)] * 4 + [(3072, 768), (768, 3072)]"),
+             ([(768, 768)] * 24, 8, "[(768, 768)] * 24"))
+    for shapes, r, shown in cases:
+        call = f"lora_param_count({shown}, {r})"
+        got, error = _call(lora_param_count, list(shapes), r)
         if error is not None:
             return _verdict(title, f"{call}: {error}", _nb02_error_hint(error))
+        if isinstance(got, (list, tuple, np.ndarray)):
+            return _verdict(title, f"{call} returned a {type(got).__name__}, not one number.",
+                            "add up the counts of all the weights into one total.")
         if not _nb02_is_count(got):
             return _verdict(title, f"{call} returned {type(got).__name__}, not a whole number.",
                             "return a plain int such as 32.")
-        expected = r * (out_f + in_f)
+        expected = sum(r * (o + i) for o, i in shapes)
         if int(got) == expected:
             continue
-        mistakes = (
-            (out_f * in_f, "that is the size of the full weight W (out × in). LoRA trains only "
-                           "B (out × r) and A (r × in)."),
-            (r * out_f * in_f, "the two factors' sizes add up, they do not multiply: "
-                               "out*r + r*in."),
-            (r * out_f, "you counted B (out × r) only; A (r × in) is trainable too."),
-            (r * in_f, "you counted A (r × in) only; B (out × r) is trainable too."),
-            (out_f + in_f, "each factor has r columns (B) or r rows (A): multiply by r."),
-            (2 * r * in_f, "B has out × r entries and A has r × in; they differ when the "
-                           "layer is not square."),
-            (2 * r * out_f, "B has out × r entries and A has r × in; they differ when the "
-                            "layer is not square."),
-        )
-        hint = next((h for wrong, h in mistakes if wrong == int(got) and wrong != expected),
-                    "write down the shapes of B and A, then add up their entries.")
+        hint = next((h for wrong, h in _nb02_count_mistakes(shapes, r)
+                     if wrong == int(got) and wrong != expected),
+                    "write down the shapes of each B and A, then add up their entries.")
         return _verdict(title, f"{call} returned {got}, expected {expected}.", hint)
     return _verdict(title, None)
 
@@ -423,6 +442,15 @@ def check_lora_forward(my_lora_forward: Callable[..., np.ndarray]) -> bool:
     return _verdict(title, None)
 
 
+_NB02_GRAD_HINTS = {
+    "grad_A": ("grad_A is the sum over the examples of s B^T g x^T (§3). Go through the "
+               "bottleneck: first the gradient of u = x @ A.T, shape (N, r), then one product "
+               "with x. Write the shape next to each line."),
+    "grad_B": ("grad_B is the sum over the examples of s g u^T with u = x @ A.T (§3): one "
+               "matrix product of grad_h and u. Write the shape next to each line."),
+}
+
+
 def check_lora_grads(my_lora_grads: Callable[..., tuple[np.ndarray, np.ndarray]]) -> bool:
     """Check ``my_lora_grads(x, W0, A, B, alpha, grad_h)`` -> ``(grad_A, grad_B)``.
 
@@ -456,9 +484,8 @@ def check_lora_grads(my_lora_grads: Callable[..., tuple[np.ndarray, np.ndarray]]
                 (expected.T, "a gradient has the shape of its parameter: dL/dA is (r, in) "
                              "like A, dL/dB is (out, r) like B."),
                 (expected / n, "sum over the examples, do not average: grad_h already "
-                               "holds the loss's 1/N."),
-            ]) or ("with u = x @ A.T: grad_B = s * grad_h.T @ u and "
-                   "grad_A = s * (grad_h @ B).T @ x.")
+                               "holds the loss's 1/(N·out)."),
+            ]) or _NB02_GRAD_HINTS[name]
             return _verdict(title, problem, hint)
     return _verdict(title, None)
 

@@ -112,15 +112,18 @@ def spectrum_figure(spectra: np.ndarray | Mapping[str, np.ndarray], *,
         marks = _nb01_ranks(mark_ranks, "mark_ranks", s.size) if len(mark_ranks) else []
         for k in marks:
             ax_e.plot([k], [energy[k - 1]], "o", color=line.get_color())
+            # below the dot, unless that would run into the x axis
+            offset = (6, -12) if energy[k - 1] > 0.15 else (6, 6)
             ax_e.annotate(f"k={k}: {energy[k - 1]:.1%}", (k, energy[k - 1]),
-                          textcoords="offset points", xytext=(6, -12), fontsize=8)
+                          textcoords="offset points", xytext=offset, fontsize=8)
     ax_s.set_yscale("log")
     ax_s.set_title("singular values" + (" / largest" if normalize else ""))
+    ax_s.set_xlabel("rank k")
     ax_e.set_title("cumulative energy kept")
     ax_e.set_xscale("log")  # the interesting part is the first few ranks
+    ax_e.set_xlabel("rank k (log scale)")
     ax_e.set_ylim(0, 1.03)
     for ax in (ax_s, ax_e):
-        ax.set_xlabel("rank k")
         ax.grid(alpha=0.3)
     if len(named) > 1:
         ax_e.legend(fontsize="small", loc="lower right")
@@ -131,7 +134,8 @@ def storage_figure(m: int, n: int, *, mark_ranks: Sequence[int] = ()) -> Figure:
     """Numbers stored by rank-k factors, ``k (m + n)``, against the ``m n`` of the full matrix.
 
     The lines cross at the break-even rank ``m n / (m + n)``: below it the
-    factors are cheaper. ``mark_ranks`` adds labelled dots. Why: low rank only
+    factors are cheaper. ``mark_ranks`` adds dots labelled with their cost as a
+    share of the full matrix ("k=20: 7% of m n"). Why: low rank only
     pays if it also saves memory; this shows where it stops paying.
     """
     m = check_int(m, "m", minimum=1)
@@ -149,8 +153,8 @@ def storage_figure(m: int, n: int, *, mark_ranks: Sequence[int] = ()) -> Figure:
     for k in _nb01_ranks(mark_ranks, "mark_ranks", p) if len(mark_ranks) else []:
         cost = storage_cost(m, n, k)
         ax.plot([k], [cost], "o", color="tab:blue")
-        ax.annotate(f"k={k}: {cost / (m * n):.0%}", (k, cost), textcoords="offset points",
-                    xytext=(6, -12), fontsize=8)
+        ax.annotate(f"k={k}: {cost / (m * n):.0%} of m n", (k, cost),
+                    textcoords="offset points", xytext=(6, -12), fontsize=8)
     ax.set_xlim(0, p)
     ax.set_xlabel("rank k")
     ax.set_ylabel("numbers stored")
@@ -166,29 +170,52 @@ def eckart_young_figure(ranks: Sequence[int], errors: Mapping[str, Sequence[floa
     """Approximation error against rank, one curve per method in ``errors``.
 
     ``errors`` maps a method's name to one error per entry of ``ranks``. A curve
-    named "truncated SVD" is drawn thick and black. Why: Eckart-Young says the
-    SVD curve lies below every other; the plot lets you see it.
+    named "truncated SVD" is drawn thick and black; when there is one, a second
+    panel shows each other method's gap to it, ``error - SVD error``, on a log
+    scale (gaps <= 0 are not drawn there). Why: Eckart-Young says the SVD curve
+    lies below every other; the left panel lets you see it, and the right panel
+    keeps a challenger that comes within a hair of the SVD from hiding behind it.
     """
     ks = np.asarray(ranks, dtype=float)
     if ks.ndim != 1 or ks.size == 0:
         raise ValueError(f"ranks must be a non-empty 1-D sequence, got shape {ks.shape}")
     if not errors:
         raise ValueError("errors must hold at least one method")
-    fig = Figure(figsize=(6.0, 3.4), layout="constrained")
-    ax = fig.subplots()
+    curves = {}
     for label, values in errors.items():
         y = as_array(values, f"errors[{label!r}]", ndim=1)
         if y.shape != ks.shape:
             raise ValueError(f"errors[{label!r}] must have one value per rank "
                              f"({ks.size}), got {y.size}")
-        svd = label == "truncated SVD"
+        curves[label] = y
+    svd = curves.get("truncated SVD")
+    gap_panel = svd is not None and len(curves) > 1
+    fig = Figure(figsize=(10.0 if gap_panel else 6.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2 if gap_panel else 1, squeeze=False)[0]
+    ax = axes[0]
+    others = [label for label in curves if label != "truncated SVD"]
+    colours = {label: f"C{i % 10}" for i, label in enumerate(others)} | {"truncated SVD": "black"}
+    for label, y in curves.items():
+        is_svd = label == "truncated SVD"
         # The SVD curve goes underneath, so a challenger that ties with it stays visible.
-        ax.plot(ks, y, "o-", label=label, markersize=4, color="black" if svd else None,
-                linewidth=3.0 if svd else 1.2, zorder=2 if svd else 3)
+        ax.plot(ks, y, "o-", label=label, markersize=4, color=colours[label],
+                linewidth=3.0 if is_svd else 1.2, zorder=2 if is_svd else 3)
     ax.set_xlabel("rank k")
     ax.set_ylabel(ylabel)
+    ax.set_title("error of each method")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    if gap_panel:
+        ax_gap = axes[1]
+        for label in others:
+            gap = curves[label] - svd
+            ax_gap.plot(ks, np.where(gap > 0, gap, np.nan), "o-", label=label, markersize=4,
+                        linewidth=1.2, color=colours[label])
+        ax_gap.set_yscale("log")
+        ax_gap.set_xlabel("rank k")
+        ax_gap.set_ylabel("error minus SVD error (log scale)")
+        ax_gap.set_title("how much worse than the truncated SVD")
+        ax_gap.grid(alpha=0.3)
     return fig
 
 
@@ -212,13 +239,14 @@ def _nb02_curve(values: Sequence[float], name: str, logy: bool) -> np.ndarray:
 
 def loss_curves_figure(panels: Mapping[str, Mapping[str, Sequence[float]]], *,
                        floors: Mapping[str, tuple[float, str]] | None = None,
-                       logy: bool = True, xlabel: str = "step", ylabel: str = "MSE loss",
-                       suptitle: str | None = None) -> Figure:
+                       logy: bool = True, sharey: bool = True, xlabel: str = "step",
+                       ylabel: str = "MSE loss", suptitle: str | None = None) -> Figure:
     """Loss curves side by side: one panel per ``panels`` entry ``title -> {label: losses}``.
 
     Each curve is a 1-D sequence (one loss per step, plotted against its index).
     ``floors`` maps a panel title to ``(value, label)`` for a dashed horizontal line,
-    e.g. the lowest loss any rank-r update can reach. Panels share their y axis.
+    e.g. the lowest loss any rank-r update can reach. Panels share their y axis unless
+    ``sharey=False`` (for panels whose losses live on very different scales).
     Why: training runs are compared by their curves; a shared (log) axis keeps the
     comparison honest.
     """
@@ -232,8 +260,9 @@ def loss_curves_figure(panels: Mapping[str, Mapping[str, Sequence[float]]], *,
     fig = Figure(figsize=(width, height))
     # fixed margins in inches: constrained layout would triple the drawing time
     fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.55 / height,
-                        top=1 - (0.7 if suptitle else 0.35) / height, wspace=0.08)
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+                        top=1 - (0.7 if suptitle else 0.35) / height,
+                        wspace=0.08 if sharey else 0.25)   # room for each panel's tick labels
+    axes = fig.subplots(1, len(panels), sharey=sharey, squeeze=False)[0]
     for ax, (title, curves) in zip(axes, panels.items(), strict=True):
         if not curves:
             raise ValueError(f"panel {title!r} has no curves")

@@ -75,16 +75,21 @@ class RankSlider:
     Parts (all ipywidgets live in ``widget``, a VBox, in this order):
     ``slider`` (IntSlider), ``readout`` (HTML: rank, relative error, energy,
     compression), ``image`` (Image, PNG of ``figure``). ``figure`` is the
-    matplotlib Figure, built once: the reconstruction (``image_artist``) on the
-    left, energy kept and relative error against rank on the right, with a
-    marker at the current rank. Numbers of the current state: ``rank``,
+    matplotlib Figure, built once: the reconstruction (``image_artist``, titled
+    with the rank shown) on the left, energy kept and relative error against
+    rank (log axis) on the right, with a black line (``rank_line``) and dots at
+    the current rank. Numbers of the current state: ``rank``,
     ``reconstruction`` (m, n), ``relative_error``, ``energy``, ``compression``.
 
     Speed: a screen shows the 600 x 512 photo at about half its size anyway, so
     the picture is recombined from factors averaged over ``f`` x ``f`` pixel
     blocks (see :func:`block_mean_rows`): exactly the block-averaged
-    reconstruction, at a quarter of the cost. ``reconstruction`` itself is full
-    size, computed when you ask for it.
+    reconstruction, at a quarter of the cost. Averaging blocks is a matrix
+    product: with P (m/f x m) averaging each group of f rows and Q (n x n/f)
+    averaging each group of f columns, the screen picture of M_k is
+    ``P M_k Q = (P U_k) S_k (Vt_k Q)``. So ``P U`` and ``Vt Q`` are computed once,
+    and every slider move multiplies matrices a quarter the size.
+    ``reconstruction`` itself is full size, computed when you ask for it.
     """
 
     def __init__(self, image: np.ndarray, rank: int = 20) -> None:
@@ -153,7 +158,11 @@ class RankSlider:
         self.image_artist = ax_img.imshow(self._screen_matrix, cmap="gray", vmin=low,
                                           vmax=high)
         ax_img.set_axis_off()
-        ax_img.set_title(f"rank-k reconstruction ({m} x {n})", fontsize=10)
+        # The title names the rank shown, so it changes with the slider (see _render). A
+        # plain text at a fixed place, not ax.set_title: matplotlib moves titles around
+        # when it lays out a draw, and a blitted artist must stay where it is.
+        self.title_artist = ax_img.text(0.5, 1.02, "", transform=ax_img.transAxes,
+                                        ha="center", va="bottom", fontsize=10)
 
         ax_curve.plot(ranks, self._energy, color="tab:blue", label="energy kept")
         ax_curve.plot(ranks, errors, color="tab:orange", label="relative error")
@@ -162,13 +171,14 @@ class RankSlider:
         ax_curve.set_xscale("log")
         ax_curve.set_xlim(1, self.max_rank)
         ax_curve.set_ylim(-0.02, 1.02)
-        ax_curve.set_xlabel("rank k")
+        ax_curve.set_xlabel("rank k (log scale)")
         ax_curve.grid(alpha=0.3)
-        ax_curve.legend(loc="center left", fontsize=9)
-        self.rank_line = ax_curve.axvline(1, color="black", linewidth=1)
+        self.rank_line = ax_curve.axvline(1, color="black", linewidth=1, label="current rank")
         (self.energy_dot,) = ax_curve.plot([1], [0], "o", color="tab:blue")
         (self.error_dot,) = ax_curve.plot([1], [0], "o", color="tab:orange")
-        self._dynamic = [self.image_artist, self.rank_line, self.energy_dot, self.error_dot]
+        ax_curve.legend(loc="center right", fontsize=9)
+        self._dynamic = [self.image_artist, self.title_artist, self.rank_line,
+                         self.energy_dot, self.error_dot]
         return fig
 
     def _render(self, rank: int) -> None:
@@ -182,6 +192,7 @@ class RankSlider:
         self.compression = m * n / storage_cost(m, n, k)
 
         self.image_artist.set_data(self.screen_image)
+        self.title_artist.set_text(f"rank-{k} reconstruction ({m} x {n})")
         self.rank_line.set_xdata([k, k])
         self.energy_dot.set_data([k], [self.energy])
         self.error_dot.set_data([k], [self.relative_error])
@@ -198,8 +209,8 @@ class RankSlider:
         """Render the figure to PNG bytes, redrawing only the changing artists.
 
         Why blit: a full redraw re-renders axes, ticks and labels that never
-        change; restoring a saved background and drawing four artists on top is
-        several times faster, which keeps the slider smooth.
+        change; restoring a saved background and drawing the five changing artists
+        on top is several times faster, which keeps the slider smooth.
         """
         canvas = self.figure.canvas
         renderer = canvas.get_renderer()

@@ -68,11 +68,22 @@ def test_spectrum_figure_single_and_compared(matrix: np.ndarray) -> None:
         spectrum_figure(s, mark_ranks=[99])
 
 
+def test_spectrum_figure_labels_stay_inside_the_axes() -> None:
+    """A mark near energy 0 gets its label above the dot, not on the x axis below it."""
+    s = np.ones(100)  # energy(k) = k / 100
+    fig = spectrum_figure(s, mark_ranks=[4, 90])
+    low, high = fig.axes[1].texts
+    assert low.get_text() == "k=4: 4.0%" and low.xyann[1] > 0
+    assert high.get_text() == "k=90: 90.0%" and high.xyann[1] < 0
+    assert "log" in fig.axes[1].get_xlabel()
+
+
 def test_storage_figure_marks_the_break_even() -> None:
     fig = storage_figure(600, 512, mark_ranks=[20])
     ax = fig.axes[0]
     assert "k < 276.3" in [t.get_text() for t in ax.get_legend().get_texts()][2]
     np.testing.assert_allclose(ax.lines[0].get_ydata()[:3], [1112, 2224, 3336])
+    assert [t.get_text() for t in ax.texts] == ["k=20: 7% of m n"]
     with pytest.raises(ValueError, match="m"):
         storage_figure(0, 5)
     with pytest.raises(TypeError, match="n"):
@@ -81,8 +92,18 @@ def test_storage_figure_marks_the_break_even() -> None:
 
 def test_eckart_young_figure(matrix: np.ndarray) -> None:
     fig = eckart_young_figure([1, 2, 3], {"truncated SVD": [0.5, 0.4, 0.3],
-                                          "random": [0.9, 0.8, 0.7]})
-    assert [line.get_label() for line in fig.axes[0].lines] == ["truncated SVD", "random"]
+                                          "random": [0.9, 0.8, 0.7],
+                                          "nudged": [0.5 + 1e-6, 0.4, 0.3 + 1e-5]})
+    assert [line.get_label() for line in fig.axes[0].lines] == ["truncated SVD", "random",
+                                                               "nudged"]
+    # the second panel shows each gap to the SVD on a log axis; a tie (gap 0) is left out
+    gap_axis = fig.axes[1]
+    assert gap_axis.get_yscale() == "log"
+    assert [line.get_label() for line in gap_axis.lines] == ["random", "nudged"]
+    np.testing.assert_allclose(gap_axis.lines[0].get_ydata(), [0.4, 0.4, 0.4])
+    np.testing.assert_allclose(gap_axis.lines[1].get_ydata(), [1e-6, np.nan, 1e-5], rtol=1e-6)
+    assert fig.axes[0].lines[2].get_color() == gap_axis.lines[1].get_color()
+    assert len(eckart_young_figure([1, 2], {"random": [0.9, 0.8]}).axes) == 1  # no SVD, no gaps
     with pytest.raises(ValueError, match="one value per rank"):
         eckart_young_figure([1, 2], {"random": [1.0]})
     with pytest.raises(ValueError, match="errors"):

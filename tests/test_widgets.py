@@ -98,6 +98,15 @@ def test_parts_and_layout(explorer: RankSlider) -> None:
     assert bytes(explorer.image.value).startswith(PNG_SIGNATURE)
 
 
+def test_figure_names_the_rank_shown_and_labels_the_rank_line(small: RankSlider) -> None:
+    assert small.title_artist.get_text() == "rank-3 reconstruction (12 x 8)"
+    small.slider.value = 5
+    assert small.title_artist.get_text() == "rank-5 reconstruction (12 x 8)"
+    legend = small.figure.axes[1].get_legend()
+    assert "current rank" in [text.get_text() for text in legend.get_texts()]
+    assert small.rank_line.get_label() == "current rank"
+
+
 def test_starts_at_the_requested_rank(photo: np.ndarray) -> None:
     fresh = RankSlider(photo[:100, :80], rank=7)
     assert fresh.slider.value == fresh.rank == 7
