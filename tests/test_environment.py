@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import tomllib
+import pytest
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (a dev dependency there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*$")
 
 
 def parse(requirement: str) -> tuple[str, str]:
-    """'Torch == 2.13.0' -> ('torch', '==2.13.0'), names normalised as PEP 503 does."""
-    match = REQUIREMENT.match(requirement)
+    """'Torch == 2.13.0' -> ('torch', '==2.13.0'), names normalised as PEP 503 does.
+
+    An environment marker (``; python_version < "3.11"``) is dropped: conda lists such a
+    package unconditionally.
+    """
+    match = REQUIREMENT.match(requirement.split(";")[0])
     assert match, f"cannot parse requirement {requirement!r}"
     name, spec = match.groups()
     return re.sub(r"[-_.]+", "-", name).lower(), spec.replace(" ", "")
@@ -58,3 +70,12 @@ def test_same_dependencies_and_versions() -> None:
 def test_torch_is_pinned_to_the_cpu_build_everywhere() -> None:
     assert pyproject_requirements()["torch"] == "==2.13.0"
     assert 'torch==2.13.0' in (ROOT / "Makefile").read_text()
+
+
+def test_setup_is_idempotent() -> None:
+    """Once .venv is installed, `make` has nothing left to install (`make -q` exits 0)."""
+    if not (ROOT / ".venv" / ".installed").exists() or shutil.which("make") is None:
+        pytest.skip("run through `make test` to check the installed .venv")
+    dry = subprocess.run(["make", "-n", "setup"], cwd=ROOT, capture_output=True, text=True)
+    assert "pip install" not in dry.stdout, f"a second `make` would reinstall:\n{dry.stdout}"
+    assert subprocess.run(["make", "-q", "setup"], cwd=ROOT).returncode == 0
