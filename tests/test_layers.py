@@ -176,3 +176,16 @@ def test_low_precision_bases_keep_their_dtype(dtype: torch.dtype) -> None:
 def test_rslora_scaling() -> None:
     assert LoRALinear(nn.Linear(4, 4), r=16, alpha=8, use_rslora=True).scaling == 2.0
     assert LoRALinear(nn.Linear(4, 4), r=16, alpha=8).scaling == 0.5
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), r=st.integers(1, 8), alpha=st.floats(0.1, 64),
+       d_in=st.integers(1, 12), d_out=st.integers(1, 12), batch=st.integers(1, 5),
+       use_rslora=st.booleans())
+def test_zero_B_means_the_base_output_property(seed: int, r: int, alpha: float, d_in: int,
+                                               d_out: int, batch: int, use_rslora: bool) -> None:
+    torch.manual_seed(seed)
+    base = nn.Linear(d_in, d_out)
+    layer = LoRALinear(base, r=r, alpha=alpha, use_rslora=use_rslora)
+    x = torch.randn(batch, d_in)
+    torch.testing.assert_close(layer(x), base(x), rtol=0, atol=0)

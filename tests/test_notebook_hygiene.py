@@ -7,6 +7,7 @@ metadata is stripped, and that each lesson has its teaching structure.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -66,3 +67,19 @@ def test_readme_course_map_names_every_lesson() -> None:
     readme = (ROOT / "README.md").read_text()
     for path in LESSONS:
         assert path.name in readme, f"{path.name} missing from the README's course map"
+
+
+def test_sanitize_file_is_in_the_strict_format_nbval_reads() -> None:
+    """nbval silently ignores anything but `regex: ` directly followed by `replace: `."""
+    lines = (ROOT / "tests" / "nbval_sanitize.cfg").read_text().splitlines()
+    pairs = 0
+    for i, line in enumerate(lines):
+        if line.startswith("regex"):
+            assert line.startswith("regex: "), f"line {i + 1}: one space after the colon"
+            re.compile(line[len("regex: "):])
+            assert lines[i + 1].startswith("replace: "), f"line {i + 2} must be `replace: ...`"
+            pairs += 1
+        elif line.strip() and not line.startswith(("[", "replace: ")):
+            raise AssertionError(f"line {i + 1} is neither a section, regex nor replace: {line!r}")
+    assert pairs >= 1
+    assert "--nbval-sanitize-with tests/nbval_sanitize.cfg" in (ROOT / "Makefile").read_text()
