@@ -37,6 +37,9 @@ def test_stored_outputs_come_from_one_clean_run(path: Path) -> None:
             assert out.output_type != "error", f"stored error in cell:\n{cell.source}"
             assert not (out.output_type == "stream" and out.name == "stderr"), \
                 f"stored stderr (a warning?) in cell:\n{cell.source}"
+        streams = [o.name if o.output_type == "stream" else None for o in cell.outputs]
+        assert all(a is None or a != b for a, b in zip(streams, streams[1:])), \
+            "split stream outputs: refresh with `make notebooks`, which joins them"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
