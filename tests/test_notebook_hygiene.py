@@ -8,6 +8,7 @@ metadata is stripped, and that each lesson has its teaching structure.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import nbformat
@@ -38,7 +39,7 @@ def test_stored_outputs_come_from_one_clean_run(path: Path) -> None:
             assert not (out.output_type == "stream" and out.name == "stderr"), \
                 f"stored stderr (a warning?) in cell:\n{cell.source}"
         streams = [o.name if o.output_type == "stream" else None for o in cell.outputs]
-        assert all(a is None or a != b for a, b in zip(streams, streams[1:])), \
+        assert all(a is None or a != b for a, b in pairwise(streams)), \
             "split stream outputs: refresh with `make notebooks`, which joins them"
 
 
