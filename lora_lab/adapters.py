@@ -11,17 +11,18 @@ that, and one base serving many tasks, is LoRA's practical pay-off.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from ._validate import check_int, check_real
@@ -31,6 +32,7 @@ from .numpy_lora import lora_scaling
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
 PEFT_PREFIX = "base_model.model."
+CONFIG_HASH_KEY = "lora_lab_config_sha256"  # safetensors metadata: which config goes with it
 _KEY = re.compile(r"^base_model\.model\.(?P<path>.+)\.(?P<which>lora_[AB])\.weight$")
 
 
@@ -49,11 +51,17 @@ def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
             yield name, module
 
 
+def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every named submodule except the insides of LoRA layers (their base and dropout)."""
+    adapted = [name for name, _ in lora_layers(model)]
+    return [(name, m) for name, m in model.named_modules()
+            if name and not any(name.startswith(p + ".") for p in adapted)]
+
+
 def _plain_linears(model: nn.Module) -> list[str]:
-    """Paths of ``nn.Linear`` modules that are not already the base of a LoRA layer."""
-    inside_lora = {f"{name}.base" for name, _ in lora_layers(model)}
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name and name not in inside_lora]
+    """Paths of ``nn.Linear`` modules that have no LoRA adapter yet."""
+    return [name for name, m in _candidates(model)
+            if isinstance(m, nn.Linear) and not isinstance(m, LoRALinear)]
 
 
 def _matches(name: str, target_modules: str | Sequence[str]) -> bool:
@@ -61,6 +69,38 @@ def _matches(name: str, target_modules: str | Sequence[str]) -> bool:
     if isinstance(target_modules, str):
         return re.fullmatch(target_modules, name) is not None
     return any(name == t or name.endswith("." + t) for t in target_modules)
+
+
+def _choose_targets(model: nn.Module, target_modules: str | list[str]) -> list[str]:
+    """Paths of the Linear modules that ``target_modules`` selects, or a ``ValueError``."""
+    if isinstance(model, (nn.Linear, LoRALinear)):
+        raise ValueError("model is itself a single layer: wrap it directly with "
+                         "LoRALinear(layer); apply_lora adapts layers inside a model")
+    if target_modules == "all-linear":  # PEFT's shorthand: every Linear layer
+        return _plain_linears(model)
+    matched = [(name, m) for name, m in _candidates(model) if _matches(name, target_modules)]
+    problems = [f"{name} already has a LoRA adapter" for name, m in matched
+                if isinstance(m, LoRALinear)]
+    problems += [f"{name} is a {type(m).__name__}, not an nn.Linear" for name, m in matched
+                 if not isinstance(m, nn.Linear)]
+    paths_of: dict[int, list[str]] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        paths_of.setdefault(id(m), []).append(name)
+    for name, m in matched:
+        if len(paths_of[id(m)]) > 1:
+            problems.append(f"{name} is shared with {[p for p in paths_of[id(m)] if p != name]}; "
+                            "adapt each use separately by giving them their own Linear")
+        parent = model.get_submodule(name.rpartition(".")[0])
+        if isinstance(parent, nn.MultiheadAttention):
+            problems.append(f"{name} belongs to nn.MultiheadAttention, which reads its weight "
+                            "directly and would bypass the adapter")
+    if problems:
+        raise ValueError(f"target_modules={target_modules!r} cannot be adapted: "
+                         + "; ".join(problems))
+    if not matched:
+        raise ValueError(f"target_modules={target_modules!r} matched no nn.Linear module; "
+                         f"the model's Linear modules are: {_plain_linears(model)}")
+    return [name for name, _ in matched]
 
 
 def _check_targets(target_modules: Any) -> str | list[str]:
@@ -92,9 +132,12 @@ def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int = 8
     Every other parameter is frozen, so only the LoRA factors train.
     ``target_modules`` follows PEFT: a list entry matches a module path exactly
     or as a dotted suffix (``"q"`` matches ``"layers.0.attn.q"``); a single
-    string is a regular expression that must match the full path.
-    Returns ``model``. Raises ``ValueError`` listing the Linear modules that
-    exist when nothing matches.
+    string is a regular expression that must match the full path, and
+    ``"all-linear"`` selects every Linear layer. New layers take the model's
+    train/eval mode. Returns ``model``. Raises ``ValueError`` listing the Linear
+    modules that exist when nothing matches, and naming any match that cannot be
+    adapted (not a Linear, already adapted, shared, or inside
+    ``nn.MultiheadAttention``).
     """
     model = _check_model(model)
     targets = _check_targets(target_modules)
@@ -104,18 +147,15 @@ def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int = 8
     make_dropout(dropout)
     if not isinstance(use_rslora, bool):
         raise TypeError(f"use_rslora must be a bool, got {type(use_rslora).__name__}")
-    linears = _plain_linears(model)
-    chosen = [name for name in linears if _matches(name, targets)]
-    if not chosen:
-        raise ValueError(f"target_modules={target_modules!r} matched no nn.Linear module; "
-                         f"the model's Linear modules are: {linears}")
+    chosen = _choose_targets(model, targets)
     for param_name, p in model.named_parameters():
         # adapters applied by an earlier call keep training
         if not param_name.endswith((".lora_A", ".lora_B")):
             p.requires_grad_(False)
     for name in chosen:
         base = model.get_submodule(name)
-        _set_submodule(model, name, LoRALinear(base, r, alpha, dropout, use_rslora))
+        layer = LoRALinear(base, r, alpha, dropout, use_rslora).train(base.training)
+        _set_submodule(model, name, layer)
     return model
 
 
@@ -151,16 +191,25 @@ def _require_lora(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     return layers
 
 
+def _all_in_state(model: nn.Module, merged: bool, action: str) -> list[LoRALinear]:
+    layers = _require_lora(model)
+    wrong = [name or "<root>" for name, layer in layers if layer.merged != merged]
+    if wrong:  # refuse before touching any layer, so the model never ends up half merged
+        raise RuntimeError(f"cannot {action}: these LoRA layers are already "
+                           f"{'unmerged' if merged else 'merged'}: {wrong}")
+    return [layer for _, layer in layers]
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """Merge every LoRA layer of ``model`` (see :meth:`LoRALinear.merge`). Returns ``model``."""
-    for _, layer in _require_lora(model):
+    for layer in _all_in_state(model, merged=False, action="merge"):
         layer.merge()
     return model
 
 
 def unmerge_lora(model: nn.Module) -> nn.Module:
     """Unmerge every LoRA layer of ``model`` (see :meth:`LoRALinear.unmerge`). Returns ``model``."""
-    for _, layer in _require_lora(model):
+    for layer in _all_in_state(model, merged=True, action="unmerge"):
         layer.unmerge()
     return model
 
@@ -169,11 +218,14 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge each LoRA layer and put its plain ``nn.Linear`` (merged weight) back in its place.
 
     The result has no LoRA left: the same architecture as before ``apply_lora``,
-    same outputs as the adapted model, zero extra inference cost.
+    same outputs as the adapted model, zero extra inference cost. Returns the
+    model (or, for a bare ``LoRALinear``, its merged base layer).
     """
     for name, layer in _require_lora(model):
         if not layer.merged:
             layer.merge()
+        if not name:
+            return layer.base
         _set_submodule(model, name, layer.base)
     return model
 
@@ -190,7 +242,8 @@ def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- saving
 
 def _shared_setting(layers: list[tuple[str, LoRALinear]], attr: str) -> Any:
-    values = {getattr(layer, attr) for _, layer in layers}
+    values = {float(getattr(layer.dropout, "p", 0.0)) if attr == "dropout" else getattr(layer, attr)
+              for _, layer in layers}
     if len(values) != 1:
         raise ValueError(f"save_adapter needs one {attr} for all LoRA layers, "
                          f"found {sorted(values)}")
@@ -204,15 +257,32 @@ def _target_modules_for(model: nn.Module, paths: list[str]) -> list[str] | str:
     return "|".join(re.escape(p) for p in paths) if ambiguous else paths
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _write_pair(files: dict[Path, Callable[[str], None]]) -> None:
+    """Write every file under a temporary name first, then rename them all.
+
+    A failure while writing leaves the old files untouched; the renames at the
+    end are quick and each is atomic. Files get the usual permissions (umask),
+    not ``mkstemp``'s private 0600.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    temps: dict[Path, str] = {}
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, write in files.items():
+            fd, temps[path] = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                               dir=path.parent)
+            os.close(fd)
+            write(temps[path])
+            os.chmod(temps[path], 0o666 & ~umask)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            Path(tmp).unlink(missing_ok=True)
 
 
 def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
@@ -220,18 +290,21 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
 
     Files: ``adapter_model.safetensors`` (keys ``base_model.model.<path>.lora_A.weight``
     (r, in) and ``...lora_B.weight`` (out, r)) and ``adapter_config.json``.
-    Each file is written under a temporary name and renamed, so a crash never
-    leaves a half-written adapter. Merged layers are saved all the same: the
-    factors do not change when merging.
+    Both are written under temporary names and only then renamed, so a failed
+    save leaves the previous adapter as it was; the weights also record a hash
+    of their config, so ``load_adapter`` refuses a pair from two different saves.
+    Merged layers are saved all the same: merging does not change the factors.
     """
     layers = _require_lora(model)
+    if any(not name for name, _ in layers):
+        raise ValueError("model is a bare LoRALinear: put it inside a model (e.g. "
+                         "nn.Sequential(layer)) so that the adapter has a module path")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"directory must be a path, got {type(directory).__name__}")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"directory {str(directory)!r} exists and is not a directory")
     paths = [name for name, _ in layers]
-    dropouts = {float(getattr(layer.dropout, "p", 0.0)) for _, layer in layers}
     config = {
         "peft_type": "LORA",
         "task_type": None,
@@ -239,7 +312,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
         "inference_mode": True,
         "r": _shared_setting(layers, "r"),
         "lora_alpha": _shared_setting(layers, "alpha"),
-        "lora_dropout": max(dropouts),
+        "lora_dropout": _shared_setting(layers, "dropout"),
         "target_modules": _target_modules_for(model, paths),
         "bias": "none",
         "fan_in_fan_out": False,
@@ -256,11 +329,13 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     for name, layer in layers:
         tensors[f"{PEFT_PREFIX}{name}.lora_A.weight"] = layer.lora_A.detach().cpu().contiguous()
         tensors[f"{PEFT_PREFIX}{name}.lora_B.weight"] = layer.lora_B.detach().cpu().contiguous()
+    config_text = json.dumps(config, indent=2) + "\n"
+    metadata = {"format": "pt", CONFIG_HASH_KEY: _sha256(config_text)}
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / WEIGHTS_NAME,
-                  lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME,
-                  lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    _write_pair({
+        directory / WEIGHTS_NAME: lambda tmp: save_file(tensors, tmp, metadata=metadata),
+        directory / CONFIG_NAME: lambda tmp: Path(tmp).write_text(config_text),
+    })
     return directory
 
 
@@ -271,27 +346,42 @@ class _AdapterConfig(NamedTuple):
     alpha: float
     dropout: float
     use_rslora: bool
+    sha256: str
+
+
+# Config fields that describe *where* and *how big* an adapter is, or are bookkeeping:
+# any value is fine. Every other field must be absent or empty/false, because it
+# names a feature (DoRA, PiSSA, LoftQ, aLoRA, ...) that changes what the adapter computes.
+_HARMLESS_FIELDS = {
+    "peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode",
+    "r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules",
+    "layers_to_transform", "layers_pattern", "auto_mapping", "peft_version",
+    "megatron_core", "qalora_group_size", "init_lora_weights", "bias", "use_rslora",
+}
+# init_lora_weights values that only choose starting values of A and B; "pissa", "olora",
+# "corda", "loftq", ... also rewrite the base weights, which this package does not do.
+_PLAIN_INITS = (True, False, "gaussian")
 
 
 def _read_config(path: Path) -> _AdapterConfig:
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text()
+        raw = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a readable adapter config: {exc}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must hold a JSON object")
     if raw.get("peft_type") != "LORA":
         raise ValueError(f"{path}: peft_type must be 'LORA', got {raw.get('peft_type')!r}")
-    unsupported = {"use_dora": True, "fan_in_fan_out": True}
-    for key, bad in unsupported.items():
-        if raw.get(key) == bad:
-            raise ValueError(f"{path}: {key}={bad} is not supported by lora_lab")
     if raw.get("bias", "none") != "none":
         raise ValueError(f"{path}: bias must be 'none', got {raw.get('bias')!r}")
-    for key in ("rank_pattern", "alpha_pattern", "modules_to_save", "lora_bias",
-                "layer_replication", "target_parameters", "trainable_token_indices"):
-        if raw.get(key):
-            raise ValueError(f"{path}: {key} is not supported by lora_lab, got {raw[key]!r}")
+    if raw.get("init_lora_weights", True) not in _PLAIN_INITS:
+        raise ValueError(f"{path}: init_lora_weights={raw['init_lora_weights']!r} rewrites the "
+                         "base weights; lora_lab supports only plain LoRA adapters")
+    unsupported = sorted(k for k, v in raw.items() if k not in _HARMLESS_FIELDS and v)
+    if unsupported:
+        raise ValueError(f"{path}: lora_lab supports plain LoRA adapters only; these settings "
+                         f"are not supported: {', '.join(f'{k}={raw[k]!r}' for k in unsupported)}")
     try:
         use_rslora = raw.get("use_rslora", False)
         if not isinstance(use_rslora, bool):
@@ -300,17 +390,23 @@ def _read_config(path: Path) -> _AdapterConfig:
                               alpha=check_real(raw.get("lora_alpha"), "lora_alpha", positive=True),
                               dropout=check_real(raw.get("lora_dropout", 0.0), "lora_dropout",
                                                  low=0.0, high_exclusive=1.0),
-                              use_rslora=use_rslora)
+                              use_rslora=use_rslora, sha256=_sha256(text))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid adapter config: {exc}") from None
 
 
-def _read_tensors(path: Path, r: int) -> dict[str, dict[str, torch.Tensor]]:
+def _read_tensors(path: Path, config: _AdapterConfig) -> dict[str, dict[str, torch.Tensor]]:
     """Parse the safetensors file into ``{module path: {"lora_A": ..., "lora_B": ...}}``."""
     try:
-        flat = load_file(path)  # safetensors: no pickle, nothing executed
+        with safe_open(path, framework="pt") as file:  # safetensors: no pickle, nothing executed
+            metadata = file.metadata() or {}
+            flat = {key: file.get_tensor(key) for key in file.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a valid safetensors file: {exc}") from None
+    saved_with = metadata.get(CONFIG_HASH_KEY)
+    if saved_with is not None and saved_with != config.sha256:
+        raise ValueError(f"{path} was saved with a different {CONFIG_NAME} than the one beside "
+                         "it (the two files come from different saves)")
     per_module: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in flat.items():
         match = _KEY.match(key)
@@ -320,7 +416,7 @@ def _read_tensors(path: Path, r: int) -> dict[str, dict[str, torch.Tensor]]:
         if not tensor.is_floating_point() or tensor.ndim != 2:
             raise ValueError(f"{path}: {key} must be a 2-D float tensor, got "
                              f"{tensor.dtype} {tuple(tensor.shape)}")
-        if not torch.isfinite(tensor).all():
+        if not torch.isfinite(tensor.float()).all():
             raise ValueError(f"{path}: {key} contains NaN or inf")
         per_module.setdefault(match["path"], {})[match["which"]] = tensor
     if not per_module:
@@ -329,9 +425,9 @@ def _read_tensors(path: Path, r: int) -> dict[str, dict[str, torch.Tensor]]:
         if set(pair) != {"lora_A", "lora_B"}:
             raise ValueError(f"{path}: module {name!r} has {sorted(pair)}, needs lora_A and lora_B")
         A, B = pair["lora_A"], pair["lora_B"]
-        if A.shape[0] != r or B.shape[1] != r:
+        if A.shape[0] != config.r or B.shape[1] != config.r:
             raise ValueError(f"{path}: module {name!r} has A {tuple(A.shape)} and B "
-                             f"{tuple(B.shape)}, inconsistent with r={r} in the config")
+                             f"{tuple(B.shape)}, inconsistent with r={config.r} in the config")
     return per_module
 
 
@@ -343,6 +439,9 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Modu
     layers. Every key, shape and value is checked *before* anything is
     changed, so a wrong or corrupt adapter raises ``ValueError`` and leaves
     ``model`` as it was. Only safetensors is read: no pickle is ever loaded.
+    As with :func:`apply_lora`, the adapter is left trainable and every other
+    parameter frozen (PEFT's ``from_pretrained`` freezes the adapter too unless
+    ``is_trainable=True``).
     """
     model = _check_model(model)
     if not isinstance(directory, (str, os.PathLike)):
@@ -350,9 +449,11 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Modu
     directory = Path(directory)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
-            raise ValueError(f"directory {str(directory)!r} has no {name}")
+            nested = sorted(p.parent.name for p in directory.glob(f"*/{CONFIG_NAME}"))
+            hint = f"; PEFT saves named adapters in subfolders, try {nested}" if nested else ""
+            raise ValueError(f"directory {str(directory)!r} has no {name}{hint}")
     config = _read_config(directory / CONFIG_NAME)
-    saved = _read_tensors(directory / WEIGHTS_NAME, config.r)
+    saved = _read_tensors(directory / WEIGHTS_NAME, config)
 
     existing = dict(lora_layers(model))
     if existing:
@@ -391,7 +492,8 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Modu
         for name, layer in lora_layers(model):
             layer.alpha, layer.use_rslora = config.alpha, config.use_rslora
             layer.scaling = lora_scaling(config.alpha, config.r, config.use_rslora)
-            layer.dropout = make_dropout(config.dropout)
+            if float(getattr(layer.dropout, "p", 0.0)) != config.dropout:
+                layer.dropout = make_dropout(config.dropout).train(layer.training)
             layer.lora_A.copy_(saved[name]["lora_A"])
             layer.lora_B.copy_(saved[name]["lora_B"])
     return model
