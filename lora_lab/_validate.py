@@ -66,7 +66,9 @@ def as_array(value: Any, name: str, *, ndim: int | tuple[int, ...],
         raise ValueError(f"{name} must be {wanted}, got shape {array.shape}")
     if array.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
-    array = array.astype(np.float64, copy=False) if array.dtype.kind in "biu" else array
+    if array.dtype.kind in "biu" or array.dtype not in (np.float32, np.float64):
+        # ints, bools, float16 and long double: NumPy's linear algebra wants float32/64
+        array = array.astype(np.float64)
     if finite and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf")
     return array

@@ -44,9 +44,14 @@ class RequirementCheck:
 def environment_report() -> list[RequirementCheck]:
     """Python and each runtime dependency of lora_lab: required version vs installed one."""
     python = ".".join(map(str, sys.version_info[:3]))
-    rows = [RequirementCheck("python", metadata.metadata("lora_lab")["Requires-Python"] or "",
-                               python)]
-    for line in metadata.requires("lora_lab") or []:
+    try:
+        requires_python = metadata.metadata("lora_lab")["Requires-Python"] or ""
+        requirements = metadata.requires("lora_lab") or []
+    except metadata.PackageNotFoundError:  # imported from a checkout without `pip install -e .`
+        return [RequirementCheck("python", ">=3.10", python),
+                RequirementCheck("lora_lab", "", None)]
+    rows = [RequirementCheck("python", requires_python, python)]
+    for line in requirements:
         req = Requirement(line)
         if req.marker is not None:  # optional extras (dev tools) are not needed to learn
             continue

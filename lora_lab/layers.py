@@ -33,8 +33,10 @@ class LoRALinear(nn.Module):
             input; the base path never sees dropout.
         use_rslora: use rank-stabilised scaling (Kalajdzievski, 2023).
 
-    The adapter factors are kept in float32 even for an fp16/bf16 base, for
-    stable training; the output always has the base's dtype.
+    The adapter factors are created in float32 even for an fp16/bf16 base, for
+    stable training (``model.to(dtype)`` later converts them like any
+    parameter); the output always has the base's dtype. ``weight`` and ``bias``
+    are the base layer's, so code that reads ``layer.weight`` keeps working.
     """
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
@@ -59,6 +61,16 @@ class LoRALinear(nn.Module):
         self.reset_lora_parameters()
 
     @property
+    def weight(self) -> torch.Tensor:
+        """The base layer's weight (out, in): W0, or W0 + scaling * B @ A while merged."""
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The base layer's bias (out,), or None."""
+        return self.base.bias
+
+    @property
     def in_features(self) -> int:
         return self.base.in_features
 
@@ -68,11 +80,14 @@ class LoRALinear(nn.Module):
 
     def reset_lora_parameters(self) -> None:
         """A ~ Kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(in)), B = 0: the update starts at zero."""
+        if self.merged:
+            raise RuntimeError("reset_lora_parameters(): unmerge() first, or the merged update "
+                               "could never be taken out of the base weight again")
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B)
 
     def delta_weight(self) -> torch.Tensor:
-        """``scaling * B @ A``, shape (out, in), in float32: what merging adds to the weight."""
+        """``scaling * B @ A``, shape (out, in), in the factors' dtype: what merging adds."""
         return self.scaling * (self.lora_B @ self.lora_A)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +97,9 @@ class LoRALinear(nn.Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have in_features={self.in_features} entries in its last "
                              f"dimension, got shape {tuple(x.shape)}")
+        if x.dtype != self.base.weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"x must have the layer's dtype {self.base.weight.dtype}, got "
+                            f"{x.dtype}; convert with x.to({self.base.weight.dtype})")
         result = self.base(x)
         if self.merged:
             return result

@@ -104,7 +104,8 @@ def truncation_error(s: np.ndarray, k: int, norm: Norm = "fro") -> float:
     tail = s[k:]
     if norm == "spectral":
         return float(tail[0]) if tail.size else 0.0
-    return float(np.sqrt(np.sum(tail**2)))
+    top = float(tail[0]) if tail.size else 0.0
+    return top * float(np.sqrt(np.sum((tail / top) ** 2))) if top > 0 else 0.0  # no overflow
 
 
 def _check_singular_values(s: np.ndarray) -> np.ndarray:
@@ -112,6 +113,14 @@ def _check_singular_values(s: np.ndarray) -> np.ndarray:
     if np.any(s < 0) or np.any(np.diff(s) > 1e-12 * max(1.0, float(s[0]))):
         raise ValueError("s must be singular values: non-negative and sorted largest first")
     return s
+
+
+def _squared_shares(s: np.ndarray) -> np.ndarray:
+    """``s**2 / sum(s**2)`` without overflow (divided by s[0] first); all zeros if s is zero."""
+    if s[0] == 0:
+        return np.zeros_like(s)
+    squares = (s / s[0]) ** 2
+    return squares / np.sum(squares)
 
 
 def energy_captured(s: np.ndarray, k: int) -> float:
@@ -122,8 +131,7 @@ def energy_captured(s: np.ndarray, k: int) -> float:
     """
     s = _check_singular_values(s)
     k = check_int(k, "k", minimum=0, maximum=s.size)
-    total = float(np.sum(s**2))
-    return 1.0 if total == 0.0 else float(np.sum(s[:k] ** 2) / total)
+    return 1.0 if s[0] == 0 else float(np.sum(_squared_shares(s)[:k]))
 
 
 def energy_curve(s: np.ndarray) -> np.ndarray:
@@ -132,10 +140,7 @@ def energy_curve(s: np.ndarray) -> np.ndarray:
     Why: the curve shows how fast a spectrum decays -- the whole case for LoRA.
     """
     s = _check_singular_values(s)
-    total = float(np.sum(s**2))
-    if total == 0.0:
-        return np.ones_like(s)
-    return np.cumsum(s**2) / total
+    return np.ones_like(s) if s[0] == 0 else np.cumsum(_squared_shares(s))
 
 
 def storage_cost(m: int, n: int, k: int) -> int:
@@ -166,7 +171,8 @@ def subspace_similarity(X: np.ndarray, Y: np.ndarray, i: int | None = None,
     ``X`` (d, p) and ``Y`` (d, q) share their row count d. With ``U_i`` the top
     ``i`` left singular vectors of ``X`` and ``U_j`` those of ``Y``,
     ``phi = ||U_i.T @ U_j||_F**2 / min(i, j)``, between 0 (orthogonal) and 1
-    (one subspace contains the other). Defaults: all columns (i = p, j = q).
+    (one subspace contains the other). Defaults: every direction the column
+    space has (i = min(d, p), j = min(d, q)).
     For LoRA's ``A`` (r, in) pass ``A.T``, as the paper compares the right
     singular vectors of A. Why: it tells whether two adapters learned the same
     directions.

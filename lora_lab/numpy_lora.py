@@ -28,6 +28,8 @@ def lora_scaling(alpha: float, r: int, use_rslora: bool = False) -> float:
     """
     alpha = check_real(alpha, "alpha")
     r = check_int(r, "r", minimum=1)
+    if not isinstance(use_rslora, bool):
+        raise TypeError(f"use_rslora must be a bool, got {type(use_rslora).__name__}")
     return alpha / math.sqrt(r) if use_rslora else alpha / r
 
 
@@ -161,12 +163,19 @@ def numerical_gradient(f: Callable[[np.ndarray], float], X: np.ndarray,
     eps = check_real(eps, "eps", positive=True)
     grad = np.zeros_like(X)
     flat, gflat = X.reshape(-1), grad.reshape(-1)
+
+    def f_at(value: float, i: int) -> float:
+        flat[i] = value
+        out = np.asarray(f(X))
+        if out.size != 1 or not np.issubdtype(out.dtype, np.number):
+            raise TypeError(f"f must return one number, got shape {out.shape}")
+        if not np.isfinite(out):
+            raise ValueError(f"f returned {out.item()} at entry {i} of X")
+        return float(out.item())
+
     for i in range(flat.size):
         old = flat[i]
-        flat[i] = old + eps
-        up = float(f(X))
-        flat[i] = old - eps
-        down = float(f(X))
+        up, down = f_at(old + eps, i), f_at(old - eps, i)
         flat[i] = old
         gflat[i] = (up - down) / (2 * eps)
     return grad
@@ -178,7 +187,12 @@ def sgd_step(A: np.ndarray, B: np.ndarray, grads: LoRAGrads,
     lr = check_real(lr, "lr", positive=True)
     if not isinstance(grads, LoRAGrads):
         raise TypeError(f"grads must be LoRAGrads, got {type(grads).__name__}")
-    return A - lr * grads.A, B - lr * grads.B
+    A, B = as_matrix(A, "A"), as_matrix(B, "B")
+    grad_A, grad_B = as_matrix(grads.A, "grads.A"), as_matrix(grads.B, "grads.B")
+    if grad_A.shape != A.shape or grad_B.shape != B.shape:
+        raise ValueError(f"grads.A and grads.B must have the shapes of A {A.shape} and B "
+                         f"{B.shape}, got {grad_A.shape} and {grad_B.shape}")
+    return A - lr * grad_A, B - lr * grad_B
 
 
 @dataclass
@@ -213,6 +227,7 @@ def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: floa
                          f"got {y.shape}")
     steps = check_int(steps, "steps", minimum=1)
     lr = check_real(lr, "lr", positive=True)
+    lora_scaling(alpha, r)  # checks alpha and r before the loop
     if init is None:
         A, B = init_lora(W0.shape[1], W0.shape[0], r, seed)
     else:
@@ -220,7 +235,7 @@ def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: floa
             raise TypeError("init must be a pair (A, B) of arrays or None")
         A, B = as_matrix(init[0], "init[0] (A)").copy(), as_matrix(init[1], "init[1] (B)").copy()
         _check_lora_shapes(W0, A, B)
-        if A.shape[0] != check_int(r, "r", minimum=1):
+        if A.shape[0] != r:
             raise ValueError(f"init's A has rank {A.shape[0]}, but r={r}")
     losses: list[float] = []
     for step in range(steps):
@@ -228,7 +243,7 @@ def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: floa
             with np.errstate(over="raise", invalid="raise"):
                 loss, grad_h = mse_loss(lora_forward(x, W0, A, B, alpha), y)
                 A, B = sgd_step(A, B, lora_backward(x, W0, A, B, alpha, grad_h), lr)
-        except (FloatingPointError, ValueError):  # inputs were checked: only overflow lands here
+        except FloatingPointError:
             raise FloatingPointError(f"training diverged at step {step}: the numbers overflowed; "
                                      f"lower lr (now {lr:g})") from None
         losses.append(loss)

@@ -102,3 +102,12 @@ def test_eckart_young_property(M: np.ndarray, data: st.DataObject) -> None:
         near = L.low_rank_approx(best + 1e-3 * rival, k)
         for candidate in (rival, near):
             assert L.approximation_error(M, candidate) >= best_err - 1e-9 * (1 + s[0])
+
+
+def test_unusual_float_types_and_huge_values() -> None:
+    half = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float16)
+    assert L.low_rank_approx(half, 2).shape == (5, 4)  # float16 is upcast, not refused by LAPACK
+    s = np.array([1e200, 1e199])
+    np.testing.assert_allclose(L.energy_curve(s), [100 / 101, 1.0])
+    assert L.truncation_error(s, 1) == pytest.approx(1e199)
+    assert L.energy_captured(s, 1) == pytest.approx(100 / 101)
