@@ -27,7 +27,6 @@ from torch import nn
 
 from ._validate import check_int, check_real
 from .layers import LoRALinear, make_dropout
-from .numpy_lora import lora_scaling
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -491,7 +490,6 @@ def load_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Modu
     with torch.no_grad():
         for name, layer in lora_layers(model):
             layer.alpha, layer.use_rslora = config.alpha, config.use_rslora
-            layer.scaling = lora_scaling(config.alpha, config.r, config.use_rslora)
             if float(getattr(layer.dropout, "p", 0.0)) != config.dropout:
                 layer.dropout = make_dropout(config.dropout).train(layer.training)
             layer.lora_A.copy_(saved[name]["lora_A"])

@@ -49,7 +49,6 @@ class LoRALinear(nn.Module):
         self.r = check_int(r, "r", minimum=1)
         self.alpha = check_real(alpha, "alpha", positive=True)
         self.use_rslora = use_rslora
-        self.scaling = lora_scaling(self.alpha, self.r, use_rslora)
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
@@ -59,6 +58,14 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.empty(base.out_features, self.r, **factory))
         self.merged = False
         self.reset_lora_parameters()
+
+    @property
+    def scaling(self) -> float:
+        """``alpha / r`` (``alpha / sqrt(r)`` with rsLoRA), always in step with ``alpha``.
+
+        Change ``alpha`` only while unmerged: ``unmerge`` subtracts the current update.
+        """
+        return lora_scaling(self.alpha, self.r, self.use_rslora)
 
     @property
     def weight(self) -> torch.Tensor:

@@ -189,3 +189,11 @@ def test_zero_B_means_the_base_output_property(seed: int, r: int, alpha: float, 
     layer = LoRALinear(base, r=r, alpha=alpha, use_rslora=use_rslora)
     x = torch.randn(batch, d_in)
     torch.testing.assert_close(layer(x), base(x), rtol=0, atol=0)
+
+
+def test_scaling_follows_alpha() -> None:
+    layer = LoRALinear(nn.Linear(4, 4), r=4, alpha=8)
+    layer.alpha = 32
+    assert layer.scaling == 8.0
+    layer.use_rslora = True
+    assert layer.scaling == 16.0
