@@ -226,11 +226,7 @@ _NB02_MARKERS = ("o", "x", "+", "s", "^", "v", "D")
 
 def _nb02_curve(values: Sequence[float], name: str, logy: bool) -> np.ndarray:
     """``values`` as a finite 1-D array; positive too when it goes on a log axis."""
-    y = np.asarray(values, dtype=float)
-    if y.ndim != 1 or y.size == 0:
-        raise ValueError(f"curve {name!r} must be a non-empty 1-D sequence, got shape {y.shape}")
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"curve {name!r} contains NaN or inf")
+    y = as_array(values, f"curve {name!r}", ndim=1)  # numbers, 1-D, non-empty, finite
     if logy and np.any(y <= 0):
         raise ValueError(f"curve {name!r} has values <= 0, which a log axis cannot show; "
                          "pass logy=False")
@@ -250,6 +246,9 @@ def loss_curves_figure(panels: Mapping[str, Mapping[str, Sequence[float]]], *,
     Why: training runs are compared by their curves; a shared (log) axis keeps the
     comparison honest.
     """
+    if not isinstance(panels, Mapping) or not all(isinstance(c, Mapping)
+                                                     for c in panels.values()):
+        raise TypeError("panels must map each panel title to a dict {label: losses}")
     if not panels:
         raise ValueError("panels must hold at least one panel")
     floors = dict(floors or {})
@@ -295,6 +294,8 @@ def singular_values_figure(spectra: Mapping[str, Sequence[float]], *,
     spectra sit on top of each other. Why: "did the update learn the right
     directions, with the right strengths?" is read off this plot.
     """
+    if not isinstance(spectra, Mapping):
+        raise TypeError("spectra must map each label to its singular values")
     if not spectra:
         raise ValueError("spectra must hold at least one entry")
     fig = Figure(figsize=(5.0, 3.4))

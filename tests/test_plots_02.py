@@ -49,8 +49,8 @@ def test_loss_curves_linear_axis_accepts_zero():
 @pytest.mark.parametrize(("panels", "kwargs", "message"), [
     ({}, {}, "at least one panel"),
     ({"p": {}}, {}, "has no curves"),
-    ({"p": {"a": []}}, {}, "non-empty 1-D"),
-    ({"p": {"a": [[1.0, 2.0]]}}, {}, "non-empty 1-D"),
+    ({"p": {"a": []}}, {}, "must not be empty"),
+    ({"p": {"a": [[1.0, 2.0]]}}, {}, "must be 1-D"),
     ({"p": {"a": [1.0, np.nan]}}, {}, "NaN or inf"),
     ({"p": {"a": [1.0, 0.0]}}, {}, "log axis"),
     ({"p": {"a": [1.0]}}, {"floors": {"q": (0.1, "x")}}, "do not exist"),
@@ -75,5 +75,14 @@ def test_singular_values_figure_places_value_i_at_position_i_plus_1():
 def test_singular_values_figure_rejects_empty_input():
     with pytest.raises(ValueError, match="at least one entry"):
         plots.singular_values_figure({})
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="must not be empty"):
         plots.singular_values_figure({"x": []})
+
+
+def test_wrongly_shaped_arguments_are_named() -> None:
+    with pytest.raises(TypeError, match="panels must map"):
+        plots.loss_curves_figure({"a": [1.0, 2.0]})
+    with pytest.raises(TypeError, match="curve 'x'"):
+        plots.singular_values_figure({"x": "abc"})
+    with pytest.raises(TypeError, match="spectra must map"):
+        plots.singular_values_figure([1.0, 2.0])
