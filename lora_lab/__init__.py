@@ -39,9 +39,10 @@ from .numpy_lora import (
 # do not pay for importing torch (PEP 562 module __getattr__).
 _TORCH_NAMES = {
     "LoRALinear": "layers",
-    **dict.fromkeys(["ParameterCount", "apply_lora", "count_parameters", "load_adapter",
-                     "lora_layers", "lora_state_dict", "merge_and_unload", "merge_lora",
-                     "save_adapter", "unmerge_lora"], "adapters"),
+    **dict.fromkeys(["ParameterCount", "apply_lora", "count_parameters", "lora_layers",
+                     "lora_state_dict", "merge_and_unload", "merge_lora", "unmerge_lora"],
+                    "adapters"),
+    **dict.fromkeys(["load_adapter", "save_adapter"], "peft_format"),
 }
 
 if TYPE_CHECKING:
@@ -49,15 +50,14 @@ if TYPE_CHECKING:
         ParameterCount,
         apply_lora,
         count_parameters,
-        load_adapter,
         lora_layers,
         lora_state_dict,
         merge_and_unload,
         merge_lora,
-        save_adapter,
         unmerge_lora,
     )
     from .layers import LoRALinear
+    from .peft_format import load_adapter, save_adapter
 
 
 def __getattr__(name: str) -> Any:

@@ -245,7 +245,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("lora_lab.adapters.save_file", crash)
+    monkeypatch.setattr("lora_lab.peft_format.save_file", crash)
     with torch.no_grad():
         model.layers[0].q.lora_B.add_(1.0)
     with pytest.raises(OSError, match="disk full"):
