@@ -262,5 +262,5 @@ def test_checks_do_not_leak_state_between_calls():
 
     checks.check_merge(in_place)
     assert checks.check_merge(merge) is True
-    cases = checks._nb02_cases()
+    cases = checks.nb02._nb02_cases()
     assert all(np.any(case["W0"]) for case in cases)
