@@ -15,7 +15,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts)
 LESSONS = [p for p in NOTEBOOKS if p.parent.name == "notebooks"]
 MAX_CODE_LINES = 20
 

@@ -1,5 +1,7 @@
 """Refresh the stored outputs of every notebook: the regression reference of `pytest --nbval`.
 
+First every notebook is brought in step with its text twin (``tools/sync_notebooks.py``).
+
 Each notebook runs top to bottom in a fresh kernel, single-threaded, with its own
 folder as working directory (as nbval runs it). Then ``metadata.widgets`` is
 stripped (GitHub will not render a notebook whose widget metadata lacks
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from sync_notebooks import sync
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +70,8 @@ def main(argv: list[str]) -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    for change in sync(check=False):
+        print(f"synced: {change}", flush=True)
     paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").rglob("*.ipynb"))
     paths = [p for p in paths if ".ipynb_checkpoints" not in p.parts]
     for path in paths:
