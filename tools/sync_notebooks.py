@@ -119,7 +119,13 @@ def sync(check: bool) -> list[str]:
             continue
         source = jupytext.read(text)
         solutions = _solutions_for(text)
-        if solutions.exists() and derive_exercises(source, jupytext.read(solutions), str(rel)):
+        try:
+            derived = solutions.exists() and derive_exercises(source, jupytext.read(solutions),
+                                                              str(rel))
+        except ValueError as exc:  # report it, and go on with the other notebooks
+            problems.append(str(exc))
+            derived = False
+        if derived:
             problems.append(f"{rel}: exercise stubs differ from {solutions.relative_to(ROOT)}")
             if not check:
                 jupytext.write(source, text, fmt=FORMAT)
