@@ -9,10 +9,12 @@ curious learners) can use the verdict too. ``from lora_lab import checks;
 checks.check_merge(...)`` works for every notebook's checkers.
 """
 
-from .nb01 import check_break_even, check_energy_kept, check_low_rank_approx, check_relative_error
-from .nb02 import check_lora_forward, check_lora_grads, check_merge, check_param_count
+from . import nb01, nb02, nb03, nb04, nb05, nb06
+from .nb01 import *  # noqa: F403
+from .nb02 import *  # noqa: F403
+from .nb03 import *  # noqa: F403
+from .nb04 import *  # noqa: F403
+from .nb05 import *  # noqa: F403
+from .nb06 import *  # noqa: F403
 
-__all__ = [
-    "check_break_even", "check_energy_kept", "check_lora_forward", "check_lora_grads",
-    "check_low_rank_approx", "check_merge", "check_param_count", "check_relative_error",
-]
+__all__ = [name for module in (nb01, nb02, nb03, nb04, nb05, nb06) for name in module.__all__]

@@ -18,6 +18,13 @@ from ._core import compare, least_precise
 from ._core import require_callable as _require_callable
 from ._core import verdict as _verdict
 
+__all__ = [
+    "check_break_even",
+    "check_energy_kept",
+    "check_low_rank_approx",
+    "check_relative_error",
+]
+
 
 def _call(fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
     """Run the learner's ``fn``: ``(result, None)``, or ``(None, what went wrong)`` if it raised."""

@@ -12,6 +12,13 @@ from ._core import compare, least_precise
 from ._core import require_callable as _require_callable
 from ._core import verdict as _verdict
 
+__all__ = [
+    "check_lora_forward",
+    "check_lora_grads",
+    "check_merge",
+    "check_param_count",
+]
+
 
 def _call(fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
     """Run the learner's ``fn``: ``(result, None)``, or ``(None, what went wrong)`` if it raised."""

@@ -6,16 +6,12 @@ returns it; notebooks show it with ``display(fig)``. Nothing here calls
 ``plt.show``. Why: a figure returned is a figure a test can inspect.
 """
 
-from .nb01 import (
-    eckart_young_figure,
-    outer_products_figure,
-    reconstructions_figure,
-    spectrum_figure,
-    storage_figure,
-)
-from .nb02 import loss_curves_figure, singular_values_figure
+from . import nb01, nb02, nb03, nb04, nb05, nb06
+from .nb01 import *  # noqa: F403
+from .nb02 import *  # noqa: F403
+from .nb03 import *  # noqa: F403
+from .nb04 import *  # noqa: F403
+from .nb05 import *  # noqa: F403
+from .nb06 import *  # noqa: F403
 
-__all__ = [
-    "eckart_young_figure", "loss_curves_figure", "outer_products_figure",
-    "reconstructions_figure", "singular_values_figure", "spectrum_figure", "storage_figure",
-]
+__all__ = [name for module in (nb01, nb02, nb03, nb04, nb05, nb06) for name in module.__all__]

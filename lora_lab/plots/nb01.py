@@ -10,6 +10,14 @@ from matplotlib.figure import Figure
 from .._validate import as_array, as_matrix, check_int
 from ..lowrank import break_even_rank, energy_curve, storage_cost
 
+__all__ = [
+    "eckart_young_figure",
+    "outer_products_figure",
+    "reconstructions_figure",
+    "spectrum_figure",
+    "storage_figure",
+]
+
 
 def _nb01_ranks(ranks: Sequence[int], name: str, maximum: int) -> list[int]:
     """``ranks`` as a non-empty list of ints in [1, maximum]."""

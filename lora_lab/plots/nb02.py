@@ -9,6 +9,11 @@ from matplotlib.figure import Figure
 
 from .._validate import as_array
 
+__all__ = [
+    "loss_curves_figure",
+    "singular_values_figure",
+]
+
 _NB02_MARKERS = ("o", "x", "+", "s", "^", "v", "D")
 
 
