@@ -14,6 +14,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts a server: outside the quick tier
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,6 +58,13 @@ def test_make_lab_serves_the_notebooks_with_a_token(tmp_path: Path) -> None:
         assert status == 200
         names = {item["name"] for item in json.loads(body)["content"]}
         assert "00_start_here.ipynb" in names and "solutions" in names
+        # no news pop-up: JupyterLab's page config says so
+        status, page = http_status(f"http://127.0.0.1:{port}/lab?token={token}")
+        assert status == 200
+        config = json.loads(re.search(rb'id="jupyter-config-data"[^>]*>(.*?)</script>', page,
+                                      re.DOTALL).group(1))
+        assert config["news"] == {"disabled": True}
+        assert "news_url" not in config or config["news_url"] is None
         # loopback only: the server listens on 127.0.0.1, not on every interface
         if shutil.which("ss"):
             listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"],
