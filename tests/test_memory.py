@@ -21,7 +21,8 @@ def test_count_matches_a_real_transformers_model(kv: int, tied: bool) -> None:
     shape = mem.TransformerShape.from_config(config)
     assert shape.parameter_count() == count_parameters(model).total
     for name, (out_f, in_f) in shape.linear_shapes().items():
-        weight = model.get_submodule(f"model.layers.0.{'self_attn' if 'proj' in name and name[0] in 'qkvo' else 'mlp'}.{name}").weight
+        block = "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
+        weight = model.get_submodule(f"model.layers.0.{block}.{name}").weight
         assert tuple(weight.shape) == (out_f, in_f)
 
 
