@@ -56,8 +56,8 @@ def main(argv: list[str]) -> int:
             lessons_total += seconds
         if budget is not None and seconds > budget:
             over.append(path.name)
-        print(f"| `{path.relative_to(ROOT / 'notebooks')}` | {seconds:.1f} | "
-              f"{'≤ %.0f' % budget if budget else ''} |", flush=True)
+        limit = f"≤ {budget:.0f}" if budget else ""
+        print(f"| `{path.relative_to(ROOT / 'notebooks')}` | {seconds:.1f} | {limit} |", flush=True)
     print(f"| **all lessons** | **{lessons_total:.1f}** | ≤ {TOTAL_BUDGET_S:.0f} |")
     if lessons_total > TOTAL_BUDGET_S:
         over.append("all lessons")
