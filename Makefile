@@ -48,6 +48,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_lora_linear.py
 	$(PY) benchmarks/bench_rank_slider.py
+	$(PY) benchmarks/time_notebooks.py
 
 force-setup:
 
