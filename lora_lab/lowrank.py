@@ -35,7 +35,10 @@ def matrix_rank(M: np.ndarray, tol: float | None = None) -> int:
     M = as_matrix(M, "M")
     s = np.linalg.svd(M, compute_uv=False)
     if tol is None:
-        tol = float(s.max(initial=0.0)) * max(M.shape) * np.finfo(M.dtype).eps
+        top, eps = float(s.max(initial=0.0)), float(np.finfo(M.dtype).eps)
+        tol = top * max(M.shape) * eps  # NumPy's order of operations, so the two agree
+        if not np.isfinite(tol):  # sigma_max * max(m, n) overflowed: same value, other order
+            tol = top * (max(M.shape) * eps)
     else:
         tol = check_real(tol, "tol")
         if tol < 0:
@@ -77,18 +80,34 @@ def _check_norm(norm: str) -> str:
     return norm
 
 
+def _power_of_two_scale(*arrays: np.ndarray) -> float:
+    """A power of two within a factor 2 of the largest ``|entry|`` (1.0 if all are zero).
+
+    Dividing by it is exact (only the exponent changes) and brings every entry
+    into [-2, 2], so squares can neither overflow (entries of 1e200) nor
+    underflow to zero (entries of 1e-200).
+    """
+    top = max(float(np.max(np.abs(a))) for a in arrays)
+    return 1.0 if top == 0 else float(np.ldexp(1.0, int(np.frexp(top)[1]) - 1))
+
+
 def approximation_error(M: np.ndarray, approx: np.ndarray, norm: Norm = "fro") -> float:
     """Distance ``||M - approx||`` between two (m, n) matrices.
 
     ``norm`` is ``"fro"`` (root of the summed squares) or ``"spectral"`` (largest
-    singular value). Why: "how good is this stand-in?" needs one number.
+    singular value). Scale-safe over the whole float range: both matrices are
+    divided by a power of two first (exact), so entries of 1e300 or 1e-300 give
+    the right distance rather than inf or 0. Why: "how good is this stand-in?"
+    needs one number.
     """
     M = as_matrix(M, "M")
     approx = as_matrix(approx, "approx")
     _check_norm(norm)
     if approx.shape != M.shape:
         raise ValueError(f"approx must have the shape of M {M.shape}, got {approx.shape}")
-    return float(np.linalg.norm(M - approx, "fro" if norm == "fro" else 2))
+    scale = _power_of_two_scale(M, approx)
+    difference = M / scale - approx / scale
+    return scale * float(np.linalg.norm(difference, "fro" if norm == "fro" else 2))
 
 
 def truncation_error(s: np.ndarray, k: int, norm: Norm = "fro") -> float:
@@ -110,7 +129,8 @@ def truncation_error(s: np.ndarray, k: int, norm: Norm = "fro") -> float:
 
 def _check_singular_values(s: np.ndarray) -> np.ndarray:
     s = as_array(s, "s", ndim=1)
-    if np.any(s < 0) or np.any(np.diff(s) > 1e-12 * max(1.0, float(s[0]))):
+    # sorted up to a relative 1e-12 (rounded input), whatever the scale of s
+    if np.any(s < 0) or np.any(np.diff(s) > 1e-12 * float(np.max(s))):
         raise ValueError("s must be singular values: non-negative and sorted largest first")
     return s
 
@@ -172,7 +192,10 @@ def subspace_similarity(X: np.ndarray, Y: np.ndarray, i: int | None = None,
     ``i`` left singular vectors of ``X`` and ``U_j`` those of ``Y``,
     ``phi = ||U_i.T @ U_j||_F**2 / min(i, j)``, between 0 (orthogonal) and 1
     (one subspace contains the other). Defaults: every direction the column
-    space has (i = min(d, p), j = min(d, q)).
+    space has, i.e. the numerical rank (:func:`matrix_rank`) of X and of Y.
+    ``i`` and ``j`` may not exceed those ranks: singular vectors of zero
+    singular values are arbitrary, and so would phi be (``ValueError``).
+    Unchanged when X or Y is scaled, from 1e-300 to 1e300.
     For LoRA's ``A`` (r, in) pass ``A.T``, as the paper compares the right
     singular vectors of A. Why: it tells whether two adapters learned the same
     directions.
@@ -181,9 +204,18 @@ def subspace_similarity(X: np.ndarray, Y: np.ndarray, i: int | None = None,
     Y = as_matrix(Y, "Y")
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows, got {X.shape} and {Y.shape}")
-    i = X.shape[1] if i is None else check_int(i, "i", minimum=1, maximum=min(X.shape))
-    j = Y.shape[1] if j is None else check_int(j, "j", minimum=1, maximum=min(Y.shape))
-    i, j = min(i, min(X.shape)), min(j, min(Y.shape))
+    i = _directions(X, i, "X", "i")
+    j = _directions(Y, j, "Y", "j")
     Ux = np.linalg.svd(X, full_matrices=False)[0][:, :i]
     Uy = np.linalg.svd(Y, full_matrices=False)[0][:, :j]
     return float(np.linalg.norm(Ux.T @ Uy, "fro") ** 2 / min(i, j))
+
+
+def _directions(M: np.ndarray, count: int | None, matrix: str, name: str) -> int:
+    """``count`` checked against the numerical rank of ``M`` (the rank itself when None)."""
+    rank = matrix_rank(M)
+    if rank == 0:
+        raise ValueError(f"{matrix} is zero (numerically): it spans no direction to compare")
+    if count is None:
+        return rank
+    return check_int(count, name, minimum=1, maximum=rank)

@@ -111,3 +111,85 @@ def test_unusual_float_types_and_huge_values() -> None:
     np.testing.assert_allclose(L.energy_curve(s), [100 / 101, 1.0])
     assert L.truncation_error(s, 1) == pytest.approx(1e199)
     assert L.energy_captured(s, 1) == pytest.approx(100 / 101)
+
+
+# --------------------------------------------------------------------------- scale safety
+
+SCALES = {np.float64: [1e-300, 1e-200, 1e-100, 1e-30, 1.0, 1e30, 1e100, 1e200, 1e300],
+          np.float32: [1e-30, 1e-20, 1e-10, 1.0, 1e10, 1e20, 1e30]}
+CASES = [(dtype, scale) for dtype, scales in SCALES.items() for scale in scales]
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / abs(b)
+
+
+@pytest.mark.parametrize("dtype,scale", CASES)
+def test_every_function_is_scale_safe(dtype: type, scale: float) -> None:
+    """f(c * M) = c * f(M) (or f(M) for scale-free quantities) over the whole float range."""
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((6, 4))
+    approx = L.low_rank_approx(M, 2)
+    X, Y = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    Mc, Ac, Xc = (np.asarray(a * scale, dtype=dtype) for a in (M, approx, X))
+    for norm in ("fro", "spectral"):
+        ours = L.approximation_error(Mc, Ac, norm)
+        assert np.isfinite(ours) and ours > 0
+        assert _rel(ours / scale, L.approximation_error(M, approx, norm)) < 10 * tol
+    s, sc = L.singular_values(M), L.singular_values(Mc)
+    np.testing.assert_allclose(sc / scale, s, rtol=10 * tol)
+    assert L.matrix_rank(Mc) == 4 and L.matrix_rank(np.asarray(approx * scale, dtype)) == 2
+    np.testing.assert_allclose(L.low_rank_approx(Mc, 2) / scale, approx, rtol=0,
+                               atol=100 * tol)
+    assert _rel(L.truncation_error(sc, 2) / scale, L.truncation_error(s, 2)) < 10 * tol
+    np.testing.assert_allclose(L.energy_curve(sc), L.energy_curve(s), rtol=10 * tol)
+    assert L.energy_captured(sc, 1) == pytest.approx(L.energy_captured(s, 1), rel=10 * tol)
+    assert L.subspace_similarity(Xc, Y) == pytest.approx(L.subspace_similarity(X, Y),
+                                                          abs=100 * tol)
+
+
+def test_the_issue_examples() -> None:
+    """1e200 entries gave inf and 1e-200 entries gave 0; both are 2 * 1e+-200 (2x2 of ones)."""
+    zeros = np.zeros((2, 2))
+    assert L.approximation_error(np.full((2, 2), 1e200), zeros) == pytest.approx(2e200)
+    assert L.approximation_error(np.full((2, 2), 1e-200), zeros) == pytest.approx(2e-200)
+    # entries of opposite sign near the top of the range: M - approx itself overflows
+    big = np.full((2, 2), 4e307)
+    assert L.approximation_error(big, -big) == pytest.approx(1.6e308)  # 2 * 8e307
+    assert L.approximation_error(big, -big, "spectral") == pytest.approx(1.6e308)
+    # the rank tolerance sigma_max * max(m, n) * eps no longer overflows to inf
+    assert L.matrix_rank(np.diag([1.7e308, 1e300, 0.0])) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(exponent=st.integers(-300, 300), seed=st.integers(0, 2**16))
+def test_approximation_error_is_homogeneous_property(exponent: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    M, approx = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    scale = 10.0 ** exponent
+    for norm in ("fro", "spectral"):
+        assert L.approximation_error(M * scale, approx * scale, norm) == pytest.approx(
+            scale * L.approximation_error(M, approx, norm), rel=1e-12)
+
+
+def test_tiny_unsorted_spectra_are_refused() -> None:
+    """The sortedness check is relative: 1e-300 < 2e-300 is unsorted at every scale."""
+    with pytest.raises(ValueError, match="sorted"):
+        L.energy_curve(np.array([1e-300, 2e-300]))
+    np.testing.assert_allclose(L.energy_curve(np.array([2e-300, 1e-300])), [0.8, 1.0])
+
+
+def test_subspace_similarity_needs_real_directions() -> None:
+    """Singular vectors of zero singular values are arbitrary: asking for them is an error."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((5, 1))
+    rank_one = np.hstack([a, 2 * a])  # two columns, one direction
+    Y = rng.standard_normal((5, 2))
+    # the default takes the one real direction ...
+    assert L.subspace_similarity(rank_one, Y) == pytest.approx(L.subspace_similarity(a, Y))
+    # ... and asking for a second one is refused rather than answered at random
+    with pytest.raises(ValueError, match="i must be between 1 and 1"):
+        L.subspace_similarity(rank_one, Y, i=2)
+    with pytest.raises(ValueError, match="X is zero"):
+        L.subspace_similarity(np.zeros((5, 2)), Y)
