@@ -23,8 +23,13 @@ from ._validate import as_array, as_matrix, check_int, check_real
 def lora_scaling(alpha: float, r: int, use_rslora: bool = False) -> float:
     """The factor in front of ``B @ A``: ``alpha / r`` (or ``alpha / sqrt(r)`` for rsLoRA).
 
-    Why: dividing by r keeps the update's size roughly fixed when r changes,
-    so a learning rate tuned at one rank still works at another.
+    Why: the factor decides how the first training steps change when r changes at a
+    fixed alpha and learning rate. For Adam's first step from B = 0, ``alpha / r``
+    keeps the first-order loss decrease roughly independent of r, while ``alpha /
+    sqrt(r)`` (rsLoRA, Kalajdzievski 2023, arXiv:2312.03732) keeps the size
+    ``||dW||_F`` of that step roughly independent of r; for plain gradient descent
+    ``alpha / sqrt(r)`` is the one that keeps the first step's decrease steady
+    (notebook 02, section 7.3, measures all three).
     """
     alpha = check_real(alpha, "alpha")
     r = check_int(r, "r", minimum=1)
@@ -88,7 +93,13 @@ def lora_forward(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray,
     W0, A, B = as_matrix(W0, "W0"), as_matrix(A, "A"), as_matrix(B, "B")
     _check_lora_shapes(W0, A, B)
     x = _check_x(x, W0.shape[1])
-    return x @ W0.T + lora_scaling(alpha, A.shape[0]) * ((x @ A.T) @ B.T)
+    return _forward(x, W0, A, B, lora_scaling(alpha, A.shape[0]))
+
+
+def _forward(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray,
+             s: float) -> np.ndarray:
+    """:func:`lora_forward` without argument checks (``s`` is the scaling): for inner loops."""
+    return x @ W0.T + s * ((x @ A.T) @ B.T)
 
 
 def merge_weights(W0: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float) -> np.ndarray:
@@ -129,12 +140,24 @@ def lora_backward(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray,
     expected = (*x.shape[:-1], W0.shape[0])
     if grad_h.shape != expected:
         raise ValueError(f"grad_h must have the output's shape {expected}, got {grad_h.shape}")
-    x2, g2 = np.atleast_2d(x), np.atleast_2d(grad_h)
-    s = lora_scaling(alpha, A.shape[0])
-    u = x2 @ A.T
-    grad_u = s * (g2 @ B)
-    grad_x = g2 @ W0 + grad_u @ A
-    return LoRAGrads(A=grad_u.T @ x2, B=s * (g2.T @ u), x=grad_x.reshape(x.shape))
+    grads = _backward(np.atleast_2d(x), W0, A, B, lora_scaling(alpha, A.shape[0]),
+                      np.atleast_2d(grad_h))
+    grads.x = grads.x.reshape(x.shape)
+    return grads
+
+
+def _backward(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray, s: float,
+              grad_h: np.ndarray) -> LoRAGrads:
+    """:func:`lora_backward` without argument checks, for 2-D ``x`` and ``grad_h``."""
+    grad_A, grad_B, grad_u = _factor_grads(x, A, B, s, grad_h)
+    return LoRAGrads(A=grad_A, B=grad_B, x=grad_h @ W0 + grad_u @ A)
+
+
+def _factor_grads(x: np.ndarray, A: np.ndarray, B: np.ndarray, s: float,
+                  grad_h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dL/dA, dL/dB, dL/du)`` for 2-D ``x`` and ``grad_h``, unchecked: what training needs."""
+    grad_u = s * (grad_h @ B)
+    return grad_u.T @ x, s * (grad_h.T @ (x @ A.T)), grad_u
 
 
 def mse_loss(h: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
@@ -146,6 +169,11 @@ def mse_loss(h: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
     target = as_array(target, "target", ndim=(1, 2))
     if target.shape != h.shape:
         raise ValueError(f"target must have the shape of h {h.shape}, got {target.shape}")
+    return _mse(h, target)
+
+
+def _mse(h: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """:func:`mse_loss` without argument checks."""
     diff = h - target
     return float(np.mean(diff**2)), 2.0 * diff / diff.size
 
@@ -214,8 +242,9 @@ def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: floa
     ``init = (A, B)`` when given (for initialisation experiments). Returns the
     factors after ``steps`` steps and the loss before each step
     (``len(losses) == steps``). Raises ``FloatingPointError`` naming the step
-    if the loss blows up (learning rate too high). Why: the training loop with
-    nothing hidden -- forward, loss, backward, step.
+    if the loss blows up (learning rate too high). The arguments are checked
+    once, before the loop; the loop itself runs on unchecked internals. Why: the
+    training loop with nothing hidden -- forward, loss, backward, step.
     """
     W0 = as_matrix(W0, "W0")
     x = as_matrix(x, "x")
@@ -227,24 +256,31 @@ def train_lora(x: np.ndarray, y: np.ndarray, W0: np.ndarray, r: int, alpha: floa
                          f"got {y.shape}")
     steps = check_int(steps, "steps", minimum=1)
     lr = check_real(lr, "lr", positive=True)
-    lora_scaling(alpha, r)  # checks alpha and r before the loop
-    if init is None:
-        A, B = init_lora(W0.shape[1], W0.shape[0], r, seed)
-    else:
-        if not isinstance(init, tuple) or len(init) != 2:
-            raise TypeError("init must be a pair (A, B) of arrays or None")
-        A, B = as_matrix(init[0], "init[0] (A)").copy(), as_matrix(init[1], "init[1] (B)").copy()
-        _check_lora_shapes(W0, A, B)
-        if A.shape[0] != r:
-            raise ValueError(f"init's A has rank {A.shape[0]}, but r={r}")
-    losses: list[float] = []
-    for step in range(steps):
-        try:
-            with np.errstate(over="raise", invalid="raise"):
-                loss, grad_h = mse_loss(lora_forward(x, W0, A, B, alpha), y)
-                A, B = sgd_step(A, B, lora_backward(x, W0, A, B, alpha, grad_h), lr)
-        except FloatingPointError:
-            raise FloatingPointError(f"training diverged at step {step}: the numbers overflowed; "
-                                     f"lower lr (now {lr:g})") from None
-        losses.append(loss)
+    s = lora_scaling(alpha, r)  # checks alpha and r before the loop
+    A, B = _start(W0, r, seed, init)
+    losses: list[float] = []  # one per finished step, so len(losses) is the current step
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            for _ in range(steps):
+                loss, grad_h = _mse(_forward(x, W0, A, B, s), y)
+                grad_A, grad_B, _ = _factor_grads(x, A, B, s, grad_h)
+                A, B = A - lr * grad_A, B - lr * grad_B
+                losses.append(loss)
+    except FloatingPointError:
+        raise FloatingPointError(f"training diverged at step {len(losses)}: the numbers "
+                                 f"overflowed; lower lr (now {lr:g})") from None
     return TrainResult(A=A, B=B, losses=losses)
+
+
+def _start(W0: np.ndarray, r: int, seed: int,
+           init: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The checked starting factors of :func:`train_lora`: ``init_lora`` or copies of ``init``."""
+    if init is None:
+        return init_lora(W0.shape[1], W0.shape[0], r, seed)
+    if not isinstance(init, tuple) or len(init) != 2:
+        raise TypeError("init must be a pair (A, B) of arrays or None")
+    A, B = as_matrix(init[0], "init[0] (A)").copy(), as_matrix(init[1], "init[1] (B)").copy()
+    _check_lora_shapes(W0, A, B)
+    if A.shape[0] != r:
+        raise ValueError(f"init's A has rank {A.shape[0]}, but r={r}")
+    return A, B

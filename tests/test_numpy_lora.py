@@ -134,3 +134,51 @@ def test_train_lora_reports_divergence_and_accepts_a_start() -> None:
     assert np.all(B0 == 0)  # the caller's arrays are not modified
     with pytest.raises(ValueError, match="r=3"):
         nl.train_lora(x, y, W0, r=3, alpha=2, lr=0.05, steps=5, init=(A0, B0))
+
+
+def test_train_lora_loops_on_unchecked_internals_with_the_public_functions_results(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arguments are checked once; the loop equals forward/loss/backward/step, bit for bit."""
+    x, W0, _, _, target = problem(n=20, seed=3)
+    A, B = nl.init_lora(6, 4, 3, seed=5)
+    losses = []
+    for _ in range(25):                      # the loop written with the checked public API
+        loss, grad_h = nl.mse_loss(nl.lora_forward(x, W0, A, B, 6.0), target)
+        A, B = nl.sgd_step(A, B, nl.lora_backward(x, W0, A, B, 6.0, grad_h), 0.05)
+        losses.append(loss)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("train_lora's loop must not call the checked public functions")
+
+    for name in ("lora_forward", "lora_backward", "mse_loss", "sgd_step"):
+        monkeypatch.setattr(nl, name, refuse)
+    result = nl.train_lora(x, target, W0, r=3, alpha=6.0, lr=0.05, steps=25, seed=5)
+    np.testing.assert_array_equal(result.losses, losses)
+    np.testing.assert_array_equal(result.A, A)
+    np.testing.assert_array_equal(result.B, B)
+
+
+def test_train_lora_checks_its_arguments_before_the_loop_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    x, W0, _, _, target = problem(n=20, seed=3)
+    calls = {"as_matrix": 0}
+    original = nl.as_matrix
+
+    def counting(value, name):
+        calls["as_matrix"] += 1
+        return original(value, name)
+
+    monkeypatch.setattr(nl, "as_matrix", counting)
+    nl.train_lora(x, target, W0, r=3, alpha=6.0, lr=0.05, steps=200, seed=5)
+    assert calls["as_matrix"] == 3           # W0, x and y, once each -- not once per step
+
+
+def test_train_lora_reports_the_step_where_it_diverged() -> None:
+    rng = np.random.default_rng(0)
+    W0, x = rng.standard_normal((4, 5)), rng.standard_normal((50, 5))
+    y = x @ (W0 + rng.standard_normal((4, 5))).T
+    with pytest.raises(FloatingPointError) as err:
+        nl.train_lora(x, y, W0, r=2, alpha=2, lr=50.0, steps=500)
+    step = int(str(err.value).split("step ")[1].split(":")[0])
+    losses = nl.train_lora(x, y, W0, r=2, alpha=2, lr=50.0, steps=step).losses
+    assert len(losses) == step and np.all(np.isfinite(losses))
