@@ -86,3 +86,17 @@ def test_wrongly_shaped_arguments_are_named() -> None:
         plots.singular_values_figure({"x": "abc"})
     with pytest.raises(TypeError, match="spectra must map"):
         plots.singular_values_figure([1.0, 2.0])
+
+
+def test_loss_curves_label_every_y_axis_that_has_its_own_scale():
+    panels = {"big": {"a": [10.0, 1.0]}, "small": {"b": [1e-3, 1e-4]}}
+    left, right = plots.loss_curves_figure(panels, sharey=False, ylabel="loss").axes
+    assert left.get_ylabel() == right.get_ylabel() == "loss"
+    shared_left, shared_right = plots.loss_curves_figure(panels, ylabel="loss").axes
+    assert shared_left.get_ylabel() == "loss" and shared_right.get_ylabel() == ""
+    assert all(ax.get_xlabel() == "step" for ax in (left, right, shared_left, shared_right))
+
+
+def test_singular_values_figure_labels_its_axes_as_index_and_value():
+    ax = plots.singular_values_figure({"x": [2.0, 1.0]}).axes[0]
+    assert ax.get_xlabel() == "index i" and ax.get_ylabel() == "singular value"

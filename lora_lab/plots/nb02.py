@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._validate import as_array
@@ -35,10 +36,34 @@ def loss_curves_figure(panels: Mapping[str, Mapping[str, Sequence[float]]], *,
     Each curve is a 1-D sequence (one loss per step, plotted against its index).
     ``floors`` maps a panel title to ``(value, label)`` for a dashed horizontal line,
     e.g. the lowest loss any rank-r update can reach. Panels share their y axis unless
-    ``sharey=False`` (for panels whose losses live on very different scales).
+    ``sharey=False`` (for panels whose losses live on very different scales); then
+    every panel gets its own y label, since its scale is its own.
+    Raises ``TypeError``/``ValueError`` naming what cannot be drawn.
     Why: training runs are compared by their curves; a shared (log) axis keeps the
     comparison honest.
     """
+    floors = _nb02_check_panels(panels, floors)
+    width, height = 4.6 * len(panels), 3.4 + (0.3 if suptitle else 0.0)
+    fig = Figure(figsize=(width, height))
+    # fixed margins in inches: constrained layout would triple the drawing time
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.55 / height,
+                        top=1 - (0.7 if suptitle else 0.35) / height,
+                        wspace=0.08 if sharey else 0.3)   # room for each panel's own labels
+    axes = fig.subplots(1, len(panels), sharey=sharey, squeeze=False)[0]
+    for i, (ax, (title, curves)) in enumerate(zip(axes, panels.items(), strict=True)):
+        _nb02_draw_panel(ax, title, curves, floors.get(title), logy)
+        ax.set_xlabel(xlabel)
+        if i == 0 or not sharey:
+            ax.set_ylabel(ylabel)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def _nb02_check_panels(panels: Mapping[str, Mapping[str, Sequence[float]]],
+                       floors: Mapping[str, tuple[float, str]] | None
+                       ) -> dict[str, tuple[float, str]]:
+    """Check the arguments of :func:`loss_curves_figure`; return ``floors`` as a dict."""
     if not isinstance(panels, Mapping) or not all(isinstance(c, Mapping)
                                                      for c in panels.values()):
         raise TypeError("panels must map each panel title to a dict {label: losses}")
@@ -48,34 +73,27 @@ def loss_curves_figure(panels: Mapping[str, Mapping[str, Sequence[float]]], *,
     unknown = set(floors) - set(panels)
     if unknown:
         raise ValueError(f"floors names panels that do not exist: {sorted(unknown)}")
-    width, height = 4.6 * len(panels), 3.4 + (0.3 if suptitle else 0.0)
-    fig = Figure(figsize=(width, height))
-    # fixed margins in inches: constrained layout would triple the drawing time
-    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.55 / height,
-                        top=1 - (0.7 if suptitle else 0.35) / height,
-                        wspace=0.08 if sharey else 0.25)   # room for each panel's tick labels
-    axes = fig.subplots(1, len(panels), sharey=sharey, squeeze=False)[0]
-    for ax, (title, curves) in zip(axes, panels.items(), strict=True):
-        if not curves:
-            raise ValueError(f"panel {title!r} has no curves")
-        for label, values in curves.items():
-            y = _nb02_curve(values, label, logy)
-            ax.plot(np.arange(y.size), y, label=label, linewidth=1.6)
-        if title in floors:
-            value, label = floors[title]
-            if logy and value <= 0:
-                raise ValueError(f"floor of panel {title!r} must be > 0 on a log axis")
-            ax.axhline(value, color="black", linestyle="--", linewidth=1.0, label=label)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
-        if logy:
-            ax.set_yscale("log")
-    axes[0].set_ylabel(ylabel)
-    if suptitle:
-        fig.suptitle(suptitle)
-    return fig
+    return floors
+
+
+def _nb02_draw_panel(ax: Axes, title: str, curves: Mapping[str, Sequence[float]],
+                     floor: tuple[float, str] | None, logy: bool) -> None:
+    """One panel of :func:`loss_curves_figure`: its curves, its floor line, title and legend."""
+    if not curves:
+        raise ValueError(f"panel {title!r} has no curves")
+    for label, values in curves.items():
+        y = _nb02_curve(values, label, logy)
+        ax.plot(np.arange(y.size), y, label=label, linewidth=1.6)
+    if floor is not None:
+        value, label = floor
+        if logy and value <= 0:
+            raise ValueError(f"floor of panel {title!r} must be > 0 on a log axis")
+        ax.axhline(value, color="black", linestyle="--", linewidth=1.0, label=label)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if logy:
+        ax.set_yscale("log")
 
 
 def singular_values_figure(spectra: Mapping[str, Sequence[float]], *,
