@@ -38,9 +38,10 @@ from .numpy_lora import (
 # The torch-based modules load on first use, so the NumPy-only notebooks (01, 02)
 # do not pay for importing torch (PEP 562 module __getattr__).
 _TORCH_NAMES = {
-    "LoRALinear": "layers",
-    **dict.fromkeys(["ParameterCount", "apply_lora", "count_parameters", "lora_layers",
-                     "lora_state_dict", "merge_and_unload", "merge_lora", "unmerge_lora"],
+    **dict.fromkeys(["LoRALinear", "ModulesToSaveWrapper"], "layers"),
+    **dict.fromkeys(["ParameterCount", "apply_lora", "count_parameters", "disable_adapter",
+                     "lora_layers", "lora_state_dict", "merge_and_unload", "merge_lora",
+                     "saved_modules", "unmerge_lora"],
                     "adapters"),
     **dict.fromkeys(["load_adapter", "save_adapter"], "peft_format"),
 }
@@ -50,13 +51,15 @@ if TYPE_CHECKING:
         ParameterCount,
         apply_lora,
         count_parameters,
+        disable_adapter,
         lora_layers,
         lora_state_dict,
         merge_and_unload,
         merge_lora,
+        saved_modules,
         unmerge_lora,
     )
-    from .layers import LoRALinear
+    from .layers import LoRALinear, ModulesToSaveWrapper
     from .peft_format import load_adapter, save_adapter
 
 
@@ -73,11 +76,12 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "LoRAGrads", "LoRALinear", "ParameterCount", "apply_lora", "approximation_error",
-    "break_even_rank", "count_parameters", "delta_weight", "energy_captured", "energy_curve",
-    "init_lora", "load_adapter", "lora_backward", "lora_forward", "lora_layers", "lora_scaling",
-    "lora_state_dict", "low_rank_approx", "matrix_rank", "merge_and_unload", "merge_lora",
-    "merge_weights", "mse_loss", "numerical_gradient", "save_adapter", "sgd_step",
+    "LoRAGrads", "LoRALinear", "ModulesToSaveWrapper", "ParameterCount", "apply_lora",
+    "approximation_error", "break_even_rank", "count_parameters", "delta_weight",
+    "disable_adapter", "energy_captured", "energy_curve", "init_lora", "load_adapter",
+    "lora_backward", "lora_forward", "lora_layers", "lora_scaling", "lora_state_dict",
+    "low_rank_approx", "matrix_rank", "merge_and_unload", "merge_lora", "merge_weights",
+    "mse_loss", "numerical_gradient", "save_adapter", "saved_modules", "sgd_step",
     "singular_values", "storage_cost", "subspace_similarity", "train_lora", "truncated_svd",
     "truncation_error", "unmerge_lora",
 ]

@@ -27,6 +27,13 @@ def check_int(value: Any, name: str, *, minimum: int | None = None,
     return value
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a ``bool`` (not merely truthy), else ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
 def check_real(value: Any, name: str, *, positive: bool = False,
                low: float | None = None, high_exclusive: float | None = None) -> float:
     """Return ``value`` as a finite ``float`` after checking its type and range."""

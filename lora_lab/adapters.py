@@ -1,9 +1,15 @@
-"""Putting LoRA into a whole model: choosing targets, counting, merging.
+"""Putting LoRA into a whole model: choosing targets, counting, merging, switching off.
 
-``apply_lora`` swaps chosen ``nn.Linear`` modules for :class:`LoRALinear` and
-freezes everything else, following PEFT's rules for ``target_modules``;
+``apply_lora`` swaps chosen ``nn.Linear`` modules for :class:`LoRALinear` (and
+chosen whole modules for a trainable :class:`ModulesToSaveWrapper`) and freezes
+everything else, following PEFT's rules for ``target_modules``;
 ``merge_lora``/``unmerge_lora``/``merge_and_unload`` fold the updates into the
-base weights for inference. Saving and loading live in :mod:`lora_lab.peft_format`.
+base weights for inference; ``disable_adapter`` runs the base model for a
+while. Saving and loading live in :mod:`lora_lab.peft_format`.
+
+Every function here checks everything it can before it changes anything, and a
+failure midway is rolled back: a call either does all it says or leaves the
+model as it was.
 
 Why: LoRA is applied to a handful of chosen layers of a big model, never to one
 layer alone; this is the bookkeeping that makes that a one-line call.
@@ -11,17 +17,23 @@ layer alone; this is the bookkeeping that makes that a one-line call.
 
 from __future__ import annotations
 
+import difflib
 import re
+import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from ._validate import check_int, check_real
-from .layers import LoRALinear, make_dropout
+from ._validate import check_bool, check_int, check_real
+from .layers import LoRALinear, ModulesToSaveWrapper, check_base_linear, make_dropout
 
-# --------------------------------------------------------------------------- finding layers
+ALL_LINEAR = "all-linear"
+
+# --------------------------------------------------------------------------- finding modules
+
 
 def _check_model(model: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
@@ -30,62 +42,218 @@ def _check_model(model: Any) -> nn.Module:
 
 
 def lora_layers(model: nn.Module) -> Iterator[tuple[str, LoRALinear]]:
-    """Yield ``(module path, layer)`` for every :class:`LoRALinear` in ``model``."""
+    """Yield ``(module path, layer)`` for every :class:`LoRALinear` in ``model`` (each once)."""
     for name, module in _check_model(model).named_modules():
         if isinstance(module, LoRALinear):
             yield name, module
 
 
+def saved_modules(model: nn.Module) -> list[tuple[str, ModulesToSaveWrapper]]:
+    """``(module path, wrapper)`` for every module trained whole (``modules_to_save``)."""
+    return [(name, m) for name, m in _check_model(model).named_modules()
+            if isinstance(m, ModulesToSaveWrapper)]
+
+
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every named submodule except the insides of LoRA layers (their base and dropout)."""
-    adapted = [name for name, _ in lora_layers(model)]
+    """Every named submodule except the insides of LoRA layers and of wrappers."""
+    adapters = tuple(name + "." for name, m in model.named_modules()
+                     if name and isinstance(m, (LoRALinear, ModulesToSaveWrapper)))
     return [(name, m) for name, m in model.named_modules()
-            if name and not any(name.startswith(p + ".") for p in adapted)]
+            if name and not name.startswith(adapters)]
 
 
-def _plain_linears(model: nn.Module) -> list[str]:
-    """Paths of ``nn.Linear`` modules that have no LoRA adapter yet."""
-    return [name for name, m in _candidates(model)
-            if isinstance(m, nn.Linear) and not isinstance(m, LoRALinear)]
+def _is_linear(module: nn.Module) -> bool:
+    """``nn.Linear``, an adapted one, or transformers' ``Conv1D``: PEFT's "linear" layers."""
+    pytorch_utils = sys.modules.get("transformers.pytorch_utils")
+    conv1d = getattr(pytorch_utils, "Conv1D", ()) if pytorch_utils else ()
+    return isinstance(module, (nn.Linear, LoRALinear) + ((conv1d,) if conv1d else ()))
 
 
-def _matches(name: str, target_modules: str | Sequence[str]) -> bool:
-    """PEFT's rule: a string is a full regex match; a list entry matches exactly or as a suffix."""
-    if isinstance(target_modules, str):
-        return re.fullmatch(target_modules, name) is not None
-    return any(name == t or name.endswith("." + t) for t in target_modules)
+def _linear_names(model: nn.Module) -> list[str]:
+    """Paths of the Linear modules (adapted or not), for error messages."""
+    return [name for name, m in _candidates(model) if isinstance(m, (nn.Linear, LoRALinear))]
 
 
-def _choose_targets(model: nn.Module, target_modules: str | list[str]) -> list[str]:
-    """Paths of the Linear modules that ``target_modules`` selects, or a ``ValueError``."""
-    if isinstance(model, (nn.Linear, LoRALinear)):
-        raise ValueError("model is itself a single layer: wrap it directly with "
-                         "LoRALinear(layer); apply_lora adapts layers inside a model")
-    if target_modules == "all-linear":  # PEFT's shorthand: every Linear layer
-        return _plain_linears(model)
-    matched = [(name, m) for name, m in _candidates(model) if _matches(name, target_modules)]
-    problems = [f"{name} already has a LoRA adapter" for name, m in matched
-                if isinstance(m, LoRALinear)]
-    problems += [f"{name} is a {type(m).__name__}, not an nn.Linear" for name, m in matched
-                 if not isinstance(m, nn.Linear)]
-    paths_of: dict[int, list[str]] = {}
+def _output_embedding_name(model: nn.Module) -> str | None:
+    """Path of ``get_output_embeddings()`` for a transformers ``PreTrainedModel``, else None."""
+    transformers = sys.modules.get("transformers")
+    if transformers is None or not isinstance(model, transformers.PreTrainedModel):
+        return None
+    output = model.get_output_embeddings()
+    return next((name for name, m in model.named_modules() if m is output), None)
+
+
+def _all_linear(model: nn.Module) -> list[str]:
+    """PEFT's ``"all-linear"`` (``_maybe_include_all_linear_layers``): every Linear layer,
+    except, for a transformers ``PreTrainedModel``, its output embedding (``lm_head``).
+    A plain ``nn.Module`` keeps its last layer, as in PEFT."""
+    output = _output_embedding_name(model)
+    return [name for name, m in _candidates(model) if _is_linear(m) and name != output]
+
+
+class TargetRules(NamedTuple):
+    """What selects the adapted modules, with PEFT's meaning (``LoraConfig`` fields)."""
+
+    target_modules: str | list[str]
+    exclude_modules: str | list[str] | None = None
+    layers_to_transform: int | list[int] | None = None
+    layers_pattern: str | list[str] | None = None
+    modules_to_save: list[str] | None = None  # as regular expressions, as PEFT reads them
+
+
+def _excluded(name: str, rules: TargetRules) -> bool:
+    """PEFT's ``check_target_module_exists``: exclude_modules and modules inside modules_to_save."""
+    exclude = rules.exclude_modules
+    if isinstance(exclude, str) and re.fullmatch(exclude, name):
+        return True
+    if isinstance(exclude, list) and any(name == e or name.endswith("." + e) for e in exclude):
+        return True
+    return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in rules.modules_to_save or ())
+
+
+def _in_layers(name: str, rules: TargetRules) -> bool:
+    """PEFT's ``layers_to_transform``/``layers_pattern`` filter on the first layer index."""
+    wanted = rules.layers_to_transform
+    if wanted is None or wanted == []:
+        return True
+    patterns = rules.layers_pattern
+    if not patterns:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+    else:
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        found = (re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", name) for p in patterns)
+        match = next((m for m in found if m is not None), None)
+    if match is None:
+        return False
+    index = int(match["idx"])
+    return index == wanted if isinstance(wanted, int) else index in wanted
+
+
+def select_modules(model: nn.Module, rules: TargetRules) -> dict[str, list[str]]:
+    """``{entry: [module paths it selects]}`` under PEFT's rules.
+
+    A string is a full regular-expression match (``"all-linear"``: see
+    :func:`_all_linear`), a list entry matches a path exactly or as a dotted
+    suffix; suffix matches (not exact ones) also pass the ``layers_to_transform``
+    filter; ``exclude_modules`` and modules inside ``modules_to_save`` are never
+    selected. Source: peft/tuners/tuners_utils.py ``check_target_module_exists``.
+    """
+    targets = rules.target_modules
+    allowed = [name for name, _ in _candidates(model) if not _excluded(name, rules)]
+    if isinstance(targets, str) and targets.lower() != ALL_LINEAR:
+        return {targets: [n for n in allowed if re.fullmatch(targets, n)]}
+    entries = _all_linear(model) if isinstance(targets, str) else targets
+    chosen = {e: [n for n in allowed if n == e or (n.endswith("." + e) and _in_layers(n, rules))]
+              for e in entries}
+    return {targets: sorted({n for ns in chosen.values() for n in ns})} \
+        if isinstance(targets, str) else chosen
+
+
+def _did_you_mean(entry: str, names: list[str]) -> str:
+    pool = sorted(set(names) | {n.rpartition(".")[2] for n in names})
+    close = difflib.get_close_matches(entry, pool, n=3)
+    return f"; {entry!r}: did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def _unmatched_entries(model: nn.Module, found: dict[str, list[str]], what: str) -> None:
+    """``ValueError`` naming every entry of ``what`` that selects nothing."""
+    empty = [entry for entry, names in found.items() if not names]
+    if empty:
+        noun = "nn.Linear module" if what == "target_modules" else "module"
+        hints = "".join(_did_you_mean(e, [n for n, _ in _candidates(model)]) for e in empty)
+        raise ValueError(f"{what} entries {empty} matched no {noun}; the model's Linear "
+                         f"modules are: {_linear_names(model)}{hints}")
+
+
+def _paths_of(model: nn.Module) -> dict[int, list[str]]:
+    """``id(module) -> every path it is reachable at``."""
+    paths: dict[int, list[str]] = {}
     for name, m in model.named_modules(remove_duplicate=False):
-        paths_of.setdefault(id(m), []).append(name)
-    for name, m in matched:
-        if len(paths_of[id(m)]) > 1:
-            problems.append(f"{name} is shared with {[p for p in paths_of[id(m)] if p != name]}; "
-                            "adapt each use separately by giving them their own Linear")
+        paths.setdefault(id(m), []).append(name)
+    return paths
+
+
+def _lora_problems(model: nn.Module, names: list[str]) -> list[str]:
+    """Why each of ``names`` cannot receive a new LoRA adapter (empty list: all can)."""
+    problems = []
+    paths = _paths_of(model)
+    for name in names:
+        m = model.get_submodule(name)
         parent = model.get_submodule(name.rpartition(".")[0])
-        if isinstance(parent, nn.MultiheadAttention):
+        if isinstance(m, LoRALinear):
+            problems.append(f"{name} already has a LoRA adapter")
+        elif not isinstance(m, nn.Linear):
+            problems.append(f"{name} is a {type(m).__name__}, not an nn.Linear")
+        elif len(paths[id(m)]) > 1:
+            others = [p for p in paths[id(m)] if p != name]
+            problems.append(f"{name} is shared with {others}; adapt each use separately by "
+                            "giving them their own Linear")
+        elif isinstance(parent, nn.MultiheadAttention):
             problems.append(f"{name} belongs to nn.MultiheadAttention, which reads its weight "
                             "directly and would bypass the adapter")
-    if problems:
-        raise ValueError(f"target_modules={target_modules!r} cannot be adapted: "
-                         + "; ".join(problems))
-    if not matched:
-        raise ValueError(f"target_modules={target_modules!r} matched no nn.Linear module; "
-                         f"the model's Linear modules are: {_plain_linears(model)}")
-    return [name for name, _ in matched]
+        else:
+            problems += _base_problem(m, name)
+    return problems
+
+
+def _base_problem(linear: nn.Linear, name: str) -> list[str]:
+    """[why LoRALinear refuses ``linear``] or []."""
+    try:
+        check_base_linear(linear, name)
+    except (TypeError, ValueError) as exc:
+        return [str(exc)]
+    return []
+
+
+# --------------------------------------------------------------------------- shared tensors
+
+def _span(t: torch.Tensor) -> tuple[int, int, int]:
+    """(storage address, first byte, one past the last byte) that ``t`` reads."""
+    extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True)) + 1
+    start = t.storage_offset() * t.element_size()
+    return t.untyped_storage().data_ptr(), start, start + extent * t.element_size()
+
+
+def _tensor_owners(model: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """``(name, owning module, tensor)`` for every parameter and buffer, at every path."""
+    owners = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        tensors = [*module._parameters.items(), *module._buffers.items()]
+        owners += [(f"{path}.{attr}" if path else attr, module, t) for attr, t in tensors
+                   if t is not None and t.numel() and not t.is_meta]
+    return owners
+
+
+def _sharing_problems(model: nn.Module, linears: dict[str, nn.Linear]) -> list[str]:
+    """For each ``{path: Linear}``: other modules whose tensors share memory with its weight/bias.
+
+    Merging writes into the weight; if another module (tied embeddings, a view
+    of a fused matrix) reads the same memory, the merge would change it too.
+    """
+    owners = _tensor_owners(model)
+    problems = []
+    for path, linear in linears.items():
+        for attr in ("weight", "bias"):
+            tensor = getattr(linear, attr)
+            if tensor is None or not tensor.numel():
+                continue
+            ptr, lo, hi = _span(tensor)
+            others = sorted({name for name, owner, t in owners if owner is not linear
+                             and _span(t)[0] == ptr and _span(t)[1] < hi and lo < _span(t)[2]})
+            if others:
+                problems.append(f"{path}.{attr} shares its memory with {others}: a merge would "
+                                "change those too; give the layer its own weight (untie it) or "
+                                "leave it out of target_modules")
+    return problems
+
+
+# --------------------------------------------------------------------------- applying
+
+def _check_names(value: Any, name: str) -> list[str]:
+    if (isinstance(value, (list, tuple, set, frozenset)) and value
+            and all(isinstance(t, str) and t for t in value)):
+        return sorted(value)
+    raise TypeError(f"{name} must be a non-empty list of module names, got {value!r}")
 
 
 def _check_targets(target_modules: Any) -> str | list[str]:
@@ -95,11 +263,52 @@ def _check_targets(target_modules: Any) -> str | list[str]:
         except re.error as exc:
             raise ValueError(f"target_modules is not a valid regular expression: {exc}") from None
         return target_modules
-    if (isinstance(target_modules, (list, tuple, set, frozenset)) and target_modules
-            and all(isinstance(t, str) and t for t in target_modules)):
-        return sorted(target_modules)
-    raise TypeError("target_modules must be a regex string or a non-empty list of module "
-                    f"names, got {target_modules!r}")
+    try:
+        return _check_names(target_modules, "target_modules")
+    except TypeError:
+        raise TypeError("target_modules must be a regex string or a non-empty list of module "
+                        f"names, got {target_modules!r}") from None
+
+
+def _choose_modules_to_save(model: nn.Module, entries: list[str]) -> list[str]:
+    """Paths selected by ``modules_to_save`` (exact or dotted-suffix match), or ``ValueError``."""
+    found = {e: [n for n, _ in _candidates(model) if n == e or n.endswith("." + e)]
+             for e in entries}
+    _unmatched_entries(model, found, "modules_to_save")
+    chosen = sorted({n for names in found.values() for n in names})
+    problems = _keep_problems(model, chosen)
+    if problems:
+        raise ValueError(f"modules_to_save={entries!r} cannot be trained whole: "
+                         + "; ".join(problems))
+    return chosen
+
+
+def _keep_problems(model: nn.Module, names: list[str]) -> list[str]:
+    """Why each of ``names`` cannot be wrapped in a :class:`ModulesToSaveWrapper`."""
+    paths = _paths_of(model)
+    problems = [f"{n} lies inside {p}" for n in names for p in names if n.startswith(p + ".")]
+    for name in names:
+        m = model.get_submodule(name)
+        if isinstance(m, (ModulesToSaveWrapper, nn.ModuleList, nn.ModuleDict)) \
+                or any(isinstance(c, LoRALinear) for c in m.modules()):
+            problems.append(f"{name} is a {type(m).__name__} or holds LoRA layers")
+        elif len(paths[id(m)]) > 1:
+            problems.append(f"{name} is shared with {[p for p in paths[id(m)] if p != name]}")
+    return problems
+
+
+def _choose_targets(model: nn.Module, targets: str | list[str], keep: list[str]) -> list[str]:
+    """Paths of the Linear modules ``targets`` selects (none inside ``keep``), or ``ValueError``."""
+    rules = TargetRules(targets, modules_to_save=[re.escape(p) for p in keep])
+    found = select_modules(model, rules)
+    _unmatched_entries(model, found, "target_modules")
+    chosen = sorted({name for names in found.values() for name in names})
+    problems = _lora_problems(model, chosen)
+    if not problems:
+        problems = _sharing_problems(model, {n: model.get_submodule(n) for n in chosen})
+    if problems:
+        raise ValueError(f"target_modules={targets!r} cannot be adapted: " + "; ".join(problems))
+    return chosen
 
 
 def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -108,40 +317,98 @@ def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-# --------------------------------------------------------------------------- applying
+@contextmanager
+def _all_or_nothing(model: nn.Module) -> Iterator[None]:
+    """Undo every module swap and ``requires_grad``/train-mode change if the body raises."""
+    modules = {id(m): (m, dict(m._modules), m.training) for m in model.modules()}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        yield
+    except BaseException:
+        for m, children, training in modules.values():
+            m._modules.clear()
+            m._modules.update(children)
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        raise
+
+
+def _freeze_all_but_adapters(model: nn.Module) -> None:
+    """Freeze every parameter except LoRA factors and trainable copies (kept as they are)."""
+    keep = {id(p) for _, layer in lora_layers(model) for p in (layer.lora_A, layer.lora_B)}
+    keep |= {id(p) for _, w in saved_modules(model) for p in w.modules_to_save.parameters()}
+    for p in model.parameters():
+        if id(p) not in keep:
+            p.requires_grad_(False)
+
 
 def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int = 8,
-               alpha: float = 16, dropout: float = 0.0, use_rslora: bool = False) -> nn.Module:
+               alpha: float = 16, dropout: float = 0.0, use_rslora: bool = False,
+               modules_to_save: Sequence[str] | None = None) -> nn.Module:
     """Replace matching ``nn.Linear`` modules of ``model`` by :class:`LoRALinear`, in place.
 
     Every other parameter is frozen, so only the LoRA factors train.
     ``target_modules`` follows PEFT: a list entry matches a module path exactly
     or as a dotted suffix (``"q"`` matches ``"layers.0.attn.q"``); a single
     string is a regular expression that must match the full path, and
-    ``"all-linear"`` selects every Linear layer. New layers take the model's
-    train/eval mode. Returns ``model``. Raises ``ValueError`` listing the Linear
-    modules that exist when nothing matches, and naming any match that cannot be
-    adapted (not a Linear, already adapted, shared, or inside
-    ``nn.MultiheadAttention``).
+    ``"all-linear"`` selects every Linear layer (for a transformers
+    ``PreTrainedModel`` all but the output embedding ``get_output_embeddings()``;
+    a plain module keeps its last layer, as in PEFT).
+
+    ``modules_to_save`` (PEFT's option) names whole modules, matched like list
+    entries, to train beside LoRA, e.g. a new classification head: each is
+    wrapped in a :class:`ModulesToSaveWrapper` whose trainable copy is used,
+    and no LoRA is put inside them. New layers take the model's train/eval
+    mode. Returns ``model``.
+
+    Raises ``ValueError`` naming the entry (and listing the Linear modules,
+    with a "did you mean") if any entry of ``target_modules`` or
+    ``modules_to_save`` matches nothing, and naming any match that cannot be
+    adapted: not a Linear, already adapted, a module used at two paths, a
+    weight or bias sharing memory with another module (tied embeddings: a
+    merge would change both), inside ``nn.MultiheadAttention``, or one
+    :class:`LoRALinear` refuses (parametrized weight, meta device...). All or
+    nothing: on any error, even running out of memory on the last layer, the
+    model is left exactly as it was.
     """
     model = _check_model(model)
     targets = _check_targets(target_modules)
-    # validate the hyper-parameters once, before touching the model
     check_int(r, "r", minimum=1)
     check_real(alpha, "alpha", positive=True)
     make_dropout(dropout)
-    if not isinstance(use_rslora, bool):
-        raise TypeError(f"use_rslora must be a bool, got {type(use_rslora).__name__}")
-    chosen = _choose_targets(model, targets)
-    for param_name, p in model.named_parameters():
-        # adapters applied by an earlier call keep training
-        if not param_name.endswith((".lora_A", ".lora_B")):
-            p.requires_grad_(False)
-    for name in chosen:
-        base = model.get_submodule(name)
-        layer = LoRALinear(base, r, alpha, dropout, use_rslora).train(base.training)
-        _set_submodule(model, name, layer)
+    check_bool(use_rslora, "use_rslora")
+    keep_entries = [] if not modules_to_save else _check_names(modules_to_save,
+                                                                "modules_to_save")
+    if isinstance(model, (nn.Linear, LoRALinear)):
+        raise ValueError("model is itself a single layer: wrap it directly with "
+                         "LoRALinear(layer); apply_lora adapts layers inside a model")
+    keep = _choose_modules_to_save(model, keep_entries) if keep_entries else []
+    chosen = _choose_targets(model, targets, keep)
+    _install(model, chosen, keep, r=r, alpha=alpha, dropout=dropout, use_rslora=use_rslora)
     return model
+
+
+def _install(model: nn.Module, chosen: list[str], keep: list[str], **settings: Any) -> None:
+    """Wrap the Linear modules at ``chosen`` and the modules at ``keep``; freeze the rest.
+
+    The paths are checked already. All or nothing: every new module is built
+    before the first swap, and any failure undoes everything.
+    """
+    with _all_or_nothing(model):
+        new: dict[str, nn.Module] = {}
+        for name in chosen:  # build every new layer first ...
+            base = model.get_submodule(name)
+            try:
+                new[name] = LoRALinear(base, **settings).train(base.training)
+            except (RuntimeError, MemoryError) as exc:  # out of memory, typically
+                raise RuntimeError(f"building the LoRA layer for {name!r} failed: "
+                                   f"{exc}") from exc
+        for name in keep:
+            new[name] = ModulesToSaveWrapper(model.get_submodule(name))
+        for name, module in new.items():  # ... then swap them in and freeze
+            _set_submodule(model, name, module)
+        _freeze_all_but_adapters(model)
 
 
 class ParameterCount(NamedTuple):
@@ -157,7 +424,11 @@ class ParameterCount(NamedTuple):
 
 
 def count_parameters(model: nn.Module) -> ParameterCount:
-    """Count ``(trainable, total)`` parameters of ``model`` (shared tensors once)."""
+    """Count ``(trainable, total)`` parameters of ``model`` (shared tensors once).
+
+    A module in ``modules_to_save`` counts twice in ``total`` (its frozen
+    original and its trainable copy) and once in ``trainable``, as in PEFT.
+    """
     seen: set[int] = set()
     trainable = total = 0
     for p in _check_model(model).parameters():
@@ -169,6 +440,8 @@ def count_parameters(model: nn.Module) -> ParameterCount:
     return ParameterCount(trainable, total)
 
 
+# --------------------------------------------------------------------------- merging
+
 def _require_lora(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     layers = list(lora_layers(model))
     if not layers:
@@ -176,25 +449,76 @@ def _require_lora(model: nn.Module) -> list[tuple[str, LoRALinear]]:
     return layers
 
 
-def _all_in_state(model: nn.Module, merged: bool, action: str) -> list[LoRALinear]:
-    layers = _require_lora(model)
+def _refuse_disabled(layers: list[tuple[str, LoRALinear]], action: str) -> None:
+    if any(layer._adapter_disabled for _, layer in layers):
+        raise RuntimeError(f"cannot {action} inside disable_adapter(); do it after the with-block")
+
+
+def _check_mergeable(model: nn.Module, layers: list[tuple[str, LoRALinear]],
+                     action: str) -> None:
+    """Refuse, before anything is written, if any layer's merge would corrupt the model."""
+    _refuse_disabled(layers, action)
+    problems = _sharing_problems(model, {name: layer.base for name, layer in layers})
+    if problems:
+        raise ValueError(f"cannot {action}: " + "; ".join(problems))
+    for name, layer in layers:
+        try:
+            layer.merged_weight()
+        except ValueError as exc:
+            raise ValueError(f"cannot {action} layer {name or '<root>'!r}: {exc}") from None
+
+
+def _merge_all(layers: list[LoRALinear]) -> None:
+    """Merge every layer; if one fails (out of memory...), unmerge those already merged."""
+    done: list[LoRALinear] = []
+    try:
+        for layer in layers:
+            layer.merge()
+            done.append(layer)
+    except BaseException:
+        for layer in reversed(done):
+            layer.unmerge()
+        raise
+
+
+def _in_state(layers: list[tuple[str, LoRALinear]], merged: bool, action: str) -> None:
     wrong = [name or "<root>" for name, layer in layers if layer.merged != merged]
     if wrong:  # refuse before touching any layer, so the model never ends up half merged
         raise RuntimeError(f"cannot {action}: these LoRA layers are already "
                            f"{'unmerged' if merged else 'merged'}: {wrong}")
-    return [layer for _, layer in layers]
 
 
 def merge_lora(model: nn.Module) -> nn.Module:
-    """Merge every LoRA layer of ``model`` (see :meth:`LoRALinear.merge`). Returns ``model``."""
-    for layer in _all_in_state(model, merged=False, action="merge"):
-        layer.merge()
+    """Merge every LoRA layer of ``model`` (see :meth:`LoRALinear.merge`). Returns ``model``.
+
+    All or nothing: every layer is checked first (not merged yet, not inside
+    :func:`disable_adapter`, no other module sharing its weight, ``W + delta W``
+    finite in the weight's dtype), so a ``RuntimeError``/``ValueError`` naming
+    the layer leaves every weight untouched. :func:`unmerge_lora` restores the
+    original weights bit for bit.
+    """
+    layers = _require_lora(model)
+    _in_state(layers, merged=False, action="merge")
+    _check_mergeable(model, layers, "merge")
+    _merge_all([layer for _, layer in layers])
     return model
 
 
 def unmerge_lora(model: nn.Module) -> nn.Module:
-    """Unmerge every LoRA layer of ``model`` (see :meth:`LoRALinear.unmerge`). Returns ``model``."""
-    for layer in _all_in_state(model, merged=True, action="unmerge"):
+    """Unmerge every LoRA layer of ``model`` (see :meth:`LoRALinear.unmerge`). Returns ``model``.
+
+    Restores each original weight bit for bit. Raises ``RuntimeError`` before
+    touching anything if a layer is not merged, or its merged weight was
+    changed since (restoring would undo that change).
+    """
+    layers = _require_lora(model)
+    _in_state(layers, merged=True, action="unmerge")
+    for name, layer in layers:
+        try:
+            layer._check_can_unmerge()
+        except RuntimeError as exc:
+            raise RuntimeError(f"cannot unmerge layer {name or '<root>'!r}: {exc}") from None
+    for _, layer in layers:
         layer.unmerge()
     return model
 
@@ -203,22 +527,83 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     """Merge each LoRA layer and put its plain ``nn.Linear`` (merged weight) back in its place.
 
     The result has no LoRA left: the same architecture as before ``apply_lora``,
-    same outputs as the adapted model, zero extra inference cost. Returns the
-    model (or, for a bare ``LoRALinear``, its merged base layer).
+    same outputs as the adapted model, zero extra inference cost. A module in
+    ``modules_to_save`` is replaced by its trained copy, as in PEFT. Layers
+    already merged keep their merged weight. Returns the model (or, for a bare
+    ``LoRALinear``, its merged base layer). All or nothing, with the checks of
+    :func:`merge_lora` (and ``RuntimeError`` if a merged layer's factors were
+    edited since it was merged); while it runs it holds a copy of every weight
+    it merges, so that a failure midway can be undone.
     """
-    for name, layer in _require_lora(model):
-        if not layer.merged:
-            layer.merge()
-        if not name:
-            return layer.base
-        _set_submodule(model, name, layer.base)
+    layers = _require_lora(model)
+    to_merge = [(name, layer) for name, layer in layers if not layer.merged]
+    _check_mergeable(model, to_merge, "merge_and_unload")
+    for name, layer in layers:
+        if layer.merged:
+            try:
+                layer._check_merge_is_current()
+            except RuntimeError as exc:
+                raise RuntimeError(f"cannot merge_and_unload layer {name!r}: {exc}") from None
+    _merge_all([layer for _, layer in to_merge])
+    if not layers[0][0]:  # a bare LoRALinear
+        return layers[0][1].base
+    paths = _paths_of(model)
+    swaps = [(path, layer.base) for _, layer in layers for path in paths[id(layer)]]
+    swaps += [(path, w.modules_to_save) for _, w in saved_modules(model) for path in paths[id(w)]]
+    with _all_or_nothing(model):
+        for path, module in swaps:
+            _set_submodule(model, path, module)
     return model
 
 
+@contextmanager
+def disable_adapter(model: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: inside it, ``model`` computes its base model's outputs.
+
+    ``with disable_adapter(model): ...`` mirrors PEFT's ``with
+    peft_model.disable_adapter():``: every :class:`LoRALinear` computes only
+    ``base(x)`` and every module in ``modules_to_save`` runs its original.
+    Merged layers are unmerged on entry (PEFT unmerges them too, on their next
+    forward) and, unlike PEFT, merged again on exit, bit for bit as before. On
+    exit, even if the body raises, every layer returns to its previous state;
+    nested blocks work. Trainability (``requires_grad``) is left alone (PEFT
+    switches it off inside). Merging or unmerging inside the block raises
+    ``RuntimeError``. Yields ``model``.
+    """
+    layers = _require_lora(model)
+    wrappers = [w for _, w in saved_modules(model)]
+    merged = [(name, layer) for name, layer in layers if layer.merged]
+    for name, layer in merged:  # all checks before the first change
+        try:
+            layer._check_can_unmerge()
+            layer._check_merge_is_current()
+        except RuntimeError as exc:
+            raise RuntimeError(f"disable_adapter: layer {name!r}: {exc}") from None
+    for _, layer in merged:
+        layer.unmerge()
+    states = [(m, m._adapter_disabled) for _, m in layers] + [(w, w._adapter_disabled)
+                                                               for w in wrappers]
+    for m, _ in states:
+        m._adapter_disabled = True
+    try:
+        yield model
+    finally:
+        for m, previous in states:
+            m._adapter_disabled = previous
+        _merge_all([layer for _, layer in merged])
+
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter: ``{"<path>.lora_A": (r, in), "<path>.lora_B": (out, r)}``, as loralib."""
+    """Only the adapter, as loralib: ``{"<path>.lora_A": (r, in), "<path>.lora_B": (out, r)}``.
+
+    Modules in ``modules_to_save`` add their trained copy's entries under the
+    module's own path (``"<path>.weight"``, ...), as PEFT saves them.
+    """
     state: dict[str, torch.Tensor] = {}
     for name, layer in _require_lora(model):
         state[f"{name}.lora_A"] = layer.lora_A.detach()
         state[f"{name}.lora_B"] = layer.lora_B.detach()
+    for name, wrapper in saved_modules(model):
+        for key, value in wrapper.modules_to_save.state_dict().items():
+            state[f"{name}.{key}"] = value.detach()
     return state

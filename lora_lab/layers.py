@@ -4,7 +4,9 @@
 
 ``lora_A`` (r, in) starts Kaiming-uniform, ``lora_B`` (out, r) starts at zero,
 exactly as in PEFT and loralib, so the wrapped layer starts out computing
-what the pretrained layer computed.
+what the pretrained layer computed. ``ModulesToSaveWrapper`` is PEFT's other
+half of an adapter: a whole module (say a new classification head) trained
+beside the LoRA layers.
 
 Why: the NumPy forward and backward of notebook 02, with autograd doing the
 backward, in a module that drops into any PyTorch model.
@@ -12,13 +14,60 @@ backward, in a module that drops into any PyTorch model.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
-from ._validate import check_int, check_real
+from ._validate import check_bool, check_int, check_real
 from .numpy_lora import lora_scaling
+
+
+def factor_dtype(weight_dtype: torch.dtype) -> torch.dtype:
+    """dtype of the LoRA factors for a base weight of ``weight_dtype``.
+
+    At least float32 (fp16/bf16 factors train poorly) and at least the base's
+    precision: float16/bfloat16/float32 -> float32, float64 -> float64. Merges
+    are computed in this dtype too (PEFT merges a float64 base in float64).
+    """
+    return torch.promote_types(weight_dtype, torch.float32)
+
+
+def check_base_linear(base: object, name: str = "base") -> nn.Linear:
+    """Return ``base`` if LoRA can wrap it and merge into it, else raise.
+
+    Raises ``TypeError`` if it is not an ``nn.Linear`` or its weight is not
+    floating point, and ``ValueError`` if its weight is not a plain
+    ``nn.Parameter`` of the layer: parametrized (``weight_norm``,
+    ``spectral_norm``, ``orthogonal``, any ``register_parametrization``),
+    recomputed by the old ``torch.nn.utils.weight_norm``/``spectral_norm``
+    hooks, or on the meta device (no values). In each of those cases a merge
+    would write into a tensor the layer does not read, or recomputes.
+    """
+    if not isinstance(base, nn.Linear):
+        raise TypeError(f"{name} must be a torch.nn.Linear, got {type(base).__name__}")
+    if parametrize.is_parametrized(base):
+        kinds = sorted({type(p).__name__ for plist in base.parametrizations.values()
+                        for p in plist})
+        raise ValueError(f"{name} is parametrized ({', '.join(kinds)} on "
+                         f"{sorted(base.parametrizations)}): its weight is recomputed at every "
+                         "call, so a merge would be lost. Remove the parametrization first "
+                         "(torch.nn.utils.parametrize.remove_parametrizations)")
+    for attr in ("weight", "bias"):
+        value = getattr(base, attr)
+        if value is not None and not isinstance(base._parameters.get(attr), nn.Parameter):
+            raise ValueError(f"{name}.{attr} is not a parameter of the layer but a tensor "
+                             f"computed from others ({sorted(base._parameters)}), e.g. by the old "
+                             "torch.nn.utils.weight_norm/spectral_norm hooks; a merge would be "
+                             "lost. Remove the hook first (torch.nn.utils.remove_weight_norm)")
+    if not base.weight.is_floating_point():
+        raise TypeError(f"{name}.weight must be floating point, got {base.weight.dtype}")
+    if base.weight.is_meta:
+        raise ValueError(f"{name} is on the meta device (shapes without values); load its "
+                         "weights first (e.g. model.to_empty(device='cpu') + load_state_dict)")
+    return base
 
 
 class LoRALinear(nn.Module):
@@ -26,46 +75,98 @@ class LoRALinear(nn.Module):
 
     Args:
         base: the pretrained layer, weight (out, in). Its parameters are frozen.
-        r: rank of the update, >= 1.
+        r: rank of the update, >= 1. Fixed for the layer's life (read-only).
         alpha: numerator of the scaling; ``scaling = alpha / r``
             (``alpha / sqrt(r)`` with ``use_rslora=True``).
         dropout: probability in [0, 1) of dropping entries of the *adapter's*
             input; the base path never sees dropout.
         use_rslora: use rank-stabilised scaling (Kalajdzievski, 2023).
 
-    The adapter factors are created in float32 even for an fp16/bf16 base, for
-    stable training (``model.to(dtype)`` later converts them like any
-    parameter); the output always has the base's dtype. ``weight`` and ``bias``
-    are the base layer's, so code that reads ``layer.weight`` keeps working.
+    Raises ``TypeError``/``ValueError`` naming the argument, before the base
+    is touched (see :func:`check_base_linear` for the bases refused).
+
+    The factors have dtype :func:`factor_dtype` of the base weight (float32 for
+    an fp16/bf16/fp32 base, float64 for a float64 one) and the base's device;
+    the output always has the base's dtype. ``weight`` and ``bias`` are the base
+    layer's, so code that reads ``layer.weight`` keeps working.
+
+    Merging (:meth:`merge`) keeps a copy of the original weight, so
+    :meth:`unmerge` restores it bit for bit. While merged, ``alpha`` and
+    ``use_rslora`` cannot be changed (``RuntimeError``), and a forward pass
+    refuses to run if ``lora_A``/``lora_B`` were edited since the merge.
     """
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
                  use_rslora: bool = False) -> None:
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"base must be a torch.nn.Linear, got {type(base).__name__}")
-        if not isinstance(use_rslora, bool):
-            raise TypeError(f"use_rslora must be a bool, got {type(use_rslora).__name__}")
-        self.r = check_int(r, "r", minimum=1)
-        self.alpha = check_real(alpha, "alpha", positive=True)
-        self.use_rslora = use_rslora
+        check_base_linear(base)
+        r = check_int(r, "r", minimum=1)
+        alpha = check_real(alpha, "alpha", positive=True)
+        use_rslora = check_bool(use_rslora, "use_rslora")
+        dropout_module = make_dropout(dropout)
+        factory = {"device": base.weight.device, "dtype": factor_dtype(base.weight.dtype)}
+        # allocate before touching base: a failure (out of memory) leaves base as it was
+        lora_A = torch.empty(r, base.in_features, **factory)
+        lora_B = torch.empty(base.out_features, r, **factory)
+
+        self._r, self._alpha, self._use_rslora = r, alpha, use_rslora
         self.base = base
         for p in base.parameters():
             p.requires_grad_(False)
-        self.dropout = make_dropout(dropout)
-        factory = {"device": base.weight.device, "dtype": torch.float32}
-        self.lora_A = nn.Parameter(torch.empty(self.r, base.in_features, **factory))
-        self.lora_B = nn.Parameter(torch.empty(base.out_features, self.r, **factory))
-        self.merged = False
+        self.dropout = dropout_module
+        self.lora_A = nn.Parameter(lora_A)
+        self.lora_B = nn.Parameter(lora_B)
+        # merge() fills these; None means "not merged" (non-persistent: not in state_dict)
+        self.register_buffer("_original_weight", None, persistent=False)
+        self.register_buffer("_merged_lora_A", None, persistent=False)
+        self.register_buffer("_merged_lora_B", None, persistent=False)
+        self._weight_stamp: tuple[int, int] | None = None
+        self._adapter_disabled = False
         self.reset_lora_parameters()
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def r(self) -> int:
+        """Rank of the update (rows of ``lora_A``); read-only."""
+        return self._r
+
+    @r.setter
+    def r(self, value: object) -> None:
+        raise AttributeError(f"r is fixed when the layer is built (lora_A has {self._r} rows); "
+                             "build a new LoRALinear to change the rank")
+
+    @property
+    def alpha(self) -> float:
+        """Numerator of ``scaling``. Settable while unmerged; ``RuntimeError`` while merged."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        value = check_real(value, "alpha", positive=True)
+        self._refuse_while_merged("alpha")
+        self._alpha = value
+
+    @property
+    def use_rslora(self) -> bool:
+        """Rank-stabilised scaling. Settable while unmerged; ``RuntimeError`` while merged."""
+        return self._use_rslora
+
+    @use_rslora.setter
+    def use_rslora(self, value: bool) -> None:
+        value = check_bool(value, "use_rslora")
+        self._refuse_while_merged("use_rslora")
+        self._use_rslora = value
 
     @property
     def scaling(self) -> float:
-        """``alpha / r`` (``alpha / sqrt(r)`` with rsLoRA), always in step with ``alpha``.
+        """``alpha / r`` (``alpha / sqrt(r)`` with rsLoRA), always in step with ``alpha``."""
+        return lora_scaling(self._alpha, self._r, self._use_rslora)
 
-        Change ``alpha`` only while unmerged: ``unmerge`` subtracts the current update.
-        """
-        return lora_scaling(self.alpha, self.r, self.use_rslora)
+    @property
+    def merged(self) -> bool:
+        """True between :meth:`merge` and :meth:`unmerge`."""
+        return self._original_weight is not None
 
     @property
     def weight(self) -> torch.Tensor:
@@ -87,11 +188,11 @@ class LoRALinear(nn.Module):
 
     def reset_lora_parameters(self) -> None:
         """A ~ Kaiming-uniform(a=sqrt(5)) = U(+-1/sqrt(in)), B = 0: the update starts at zero."""
-        if self.merged:
-            raise RuntimeError("reset_lora_parameters(): unmerge() first, or the merged update "
-                               "could never be taken out of the base weight again")
+        self._refuse_while_merged("reset_lora_parameters()")
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B)
+
+    # ------------------------------------------------------------------ the maths
 
     def delta_weight(self) -> torch.Tensor:
         """``scaling * B @ A``, shape (out, in), in the factors' dtype: what merging adds."""
@@ -99,51 +200,181 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (..., in) -> (..., out), in the base's dtype."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x must have in_features={self.in_features} entries in its last "
-                             f"dimension, got shape {tuple(x.shape)}")
-        if x.dtype != self.base.weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"x must have the layer's dtype {self.base.weight.dtype}, got "
-                            f"{x.dtype}; convert with x.to({self.base.weight.dtype})")
+        self._check_input(x)
+        if self.merged or self._adapter_disabled:
+            return self.base(x)
         result = self.base(x)
-        if self.merged:
-            return result
         # scale the thin (..., r) intermediate rather than the (..., out) update:
         # the same numbers, one fewer full-size pass forward and backward
         hidden = (self.dropout(x).to(self.lora_A.dtype) @ self.lora_A.T) * self.scaling
         return result + (hidden @ self.lora_B.T).to(result.dtype)
 
+    def merged_weight(self) -> torch.Tensor:
+        """``W0 + scaling * B @ A`` (out, in) in the weight's dtype, without writing it.
+
+        Computed in ``promote_types(weight dtype, factor dtype, float32)`` and
+        rounded once to the weight's dtype (what PEFT's merge computes). Raises
+        ``ValueError`` if any entry is NaN or inf in the weight's dtype (PEFT's
+        ``safe_merge`` check): an fp16 weight of 60000 plus an update of 1e4
+        overflows, and nothing could take the update out again.
+        """
+        w = self.base.weight
+        compute = torch.promote_types(factor_dtype(w.dtype), self.lora_A.dtype)
+        delta = self.scaling * (self.lora_B.to(compute) @ self.lora_A.to(compute))
+        merged = (w.to(compute) + delta).to(w.dtype)
+        if not torch.isfinite(merged).all():
+            raise ValueError(self._non_finite_reason(merged))
+        return merged
+
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold the update into the base weight: ``W <- W + scaling * B @ A``.
+        """Fold the update into the base weight: ``W <- W0 + scaling * B @ A``.
 
-        Afterwards the forward pass is one plain matrix multiply.
+        Afterwards the forward pass is one plain matrix multiply. Raises
+        ``RuntimeError`` if already merged or inside :func:`disable_adapter`,
+        ``ValueError`` if the merged weight would not be finite; either way
+        nothing changes. Keeps a copy of W0 (one weight's worth of memory,
+        released by :meth:`unmerge`) so that unmerging is exact.
         """
         if self.merged:
             raise RuntimeError("LoRALinear.merge(): the layer is already merged; "
                                "call unmerge() first")
-        w = self.base.weight
-        w.copy_((w.float() + self.delta_weight()).to(w.dtype))
-        self.merged = True
+        if self._adapter_disabled:
+            raise RuntimeError("LoRALinear.merge(): the adapter is disabled (inside "
+                               "disable_adapter); merge after the with-block")
+        merged = self.merged_weight()
+        weight = self.base.weight
+        self._original_weight = weight.detach().clone()
+        self._merged_lora_A = self.lora_A.detach().clone()
+        self._merged_lora_B = self.lora_B.detach().clone()
+        weight.copy_(merged)
+        self._weight_stamp = _stamp(weight)
 
     @torch.no_grad()
     def unmerge(self) -> None:
-        """Undo :meth:`merge`: ``W <- W - scaling * B @ A``."""
+        """Undo :meth:`merge`: put back the original weight W0, bit for bit.
+
+        The weight saved by ``merge`` is restored, not recomputed as
+        ``W - scaling * B @ A``, so the result is exact in every dtype even if
+        the factors were edited while merged. Raises ``RuntimeError`` if the
+        layer is not merged, or if the base weight itself was changed while
+        merged (trained or overwritten): restoring W0 would silently undo that.
+        """
         if not self.merged:
             raise RuntimeError("LoRALinear.unmerge(): the layer is not merged; "
                                "there is nothing to unmerge")
-        w = self.base.weight
-        w.copy_((w.float() - self.delta_weight()).to(w.dtype))
-        self.merged = False
+        self._check_can_unmerge()
+        self.base.weight.copy_(self._original_weight)
+        self._original_weight = self._merged_lora_A = self._merged_lora_B = None
+        self._weight_stamp = None
 
     def extra_repr(self) -> str:
         return (f"r={self.r}, alpha={self.alpha:g}, scaling={self.scaling:.4g}, "
                 f"use_rslora={self.use_rslora}, merged={self.merged}")
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_input(self, x: object) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have in_features={self.in_features} entries in its last "
+                             f"dimension, got shape {tuple(x.shape)}")
+        dtype = self.base.weight.dtype
+        if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"x must have the layer's dtype {dtype}, got {x.dtype}; "
+                            f"convert with x.to({dtype})")
+        if self.merged:
+            self._check_merge_is_current()
+
+    def _check_merge_is_current(self) -> None:
+        """``RuntimeError`` if lora_A/lora_B were edited since :meth:`merge`."""
+        if not (torch.equal(self.lora_A, self._merged_lora_A)
+                and torch.equal(self.lora_B, self._merged_lora_B)):
+            raise RuntimeError("lora_A/lora_B were changed after merge(), so the merged weight "
+                               "holds the old update; call unmerge() (which restores the "
+                               "original weight exactly) and merge() again")
+
+    def _check_can_unmerge(self) -> None:
+        """``RuntimeError`` if the merged weight was written to since :meth:`merge`."""
+        weight, stamp = self.base.weight, self._weight_stamp
+        if stamp is not None and stamp[0] == id(weight) and stamp != _stamp(weight):
+            raise RuntimeError("the merged base weight was changed after merge() (trained or "
+                               "overwritten); restoring the original weight would undo that "
+                               "change. merge_and_unload() keeps the weight as it is")
+
+    def _refuse_while_merged(self, what: str) -> None:
+        if self.merged:
+            raise RuntimeError(f"cannot change {what} while the layer is merged: the merged "
+                               "weight holds the current update; call unmerge() first")
+
+    def _non_finite_reason(self, merged: torch.Tensor) -> str:
+        bad = int((~torch.isfinite(merged)).sum())
+        for label, tensor in (("lora_A", self.lora_A), ("lora_B", self.lora_B),
+                              ("the base weight", self.base.weight)):
+            if not torch.isfinite(tensor).all():
+                return (f"{label} contains NaN or inf, so {bad} entries of W + delta W "
+                        "would be NaN/inf")
+        return (f"{bad} entries of W + delta W overflow {merged.dtype} (largest finite value "
+                f"{torch.finfo(merged.dtype).max:.6g}); the update could never be taken out "
+                "again")
+
+
+def _stamp(weight: torch.Tensor) -> tuple[int, int]:
+    """Identity and version counter of ``weight``: has anything written into it since?
+
+    (``model.half()`` and ``.to()`` keep both, and convert the saved copy too; a
+    deep copy gets new tensors, whose identity no longer matches the stamp.)
+    """
+    return id(weight), weight._version
 
 
 def make_dropout(p: float) -> nn.Module:
     """``nn.Dropout(p)`` for p in (0, 1), ``nn.Identity()`` for p = 0 (no wasted copy)."""
     p = check_real(p, "dropout", low=0.0, high_exclusive=1.0)
     return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class ModulesToSaveWrapper(nn.Module):
+    """A module trained whole beside LoRA, as PEFT's ``modules_to_save``.
+
+    Holds ``original_module`` (frozen, as it came) and ``modules_to_save``, a
+    trainable deep copy that the forward pass uses, e.g. a new classification
+    head. PEFT keeps the copies in a ``ModuleDict`` keyed by adapter name
+    (``<path>.modules_to_save.default.weight``); lora_lab has one adapter, so the
+    copy sits at ``<path>.modules_to_save.weight``. Inside
+    :func:`~lora_lab.adapters.disable_adapter` the original module runs.
+    Attributes the wrapper lacks (``weight``, ``out_features``, ...) are read
+    from the module in use, as PEFT does.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if isinstance(module, (LoRALinear, ModulesToSaveWrapper, nn.ModuleList, nn.ModuleDict)):
+            raise TypeError(f"a {type(module).__name__} cannot be trained as a whole "
+                            "(modules_to_save)")
+        trainable = copy.deepcopy(module)  # first: a failure leaves module untouched
+        for p in trainable.parameters():
+            p.requires_grad_(p.is_floating_point())
+        self.original_module = module
+        self.original_module.requires_grad_(False)
+        self.modules_to_save = trainable
+        self._adapter_disabled = False
+
+    @property
+    def active_module(self) -> nn.Module:
+        """The module the forward pass runs: the trainable copy, or the original when disabled."""
+        return self.original_module if self._adapter_disabled else self.modules_to_save
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        return self.active_module(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("original_module", "modules_to_save", "_adapter_disabled"):
+                raise  # not built yet: no recursion during __init__ or unpickling
+            return getattr(self.active_module, name)
