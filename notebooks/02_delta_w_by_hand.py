@@ -25,7 +25,7 @@
 #
 # $r$ is the **rank** (the width of $B$ and the height of $A$) and $\alpha/r$ a fixed scale:
 # $\alpha$ is a constant you choose once. The title's shorthand ΔW = B·A leaves the scale out;
-# §7.3 shows why the division by $r$ matters.
+# §7.3 looks at what the division by $r$ does.
 #
 # Notebook 01 showed that a low-rank matrix can stand in for a full one at a fraction of the
 # storage. This notebook turns that idea into a training method, using nothing but NumPy and
@@ -39,26 +39,36 @@
 #    parameters — including those of real models from the LoRA paper;
 # 2. compute a LoRA layer's output $h = W_0x + \frac{\alpha}{r}BAx$, in the column form of the
 #    maths and in the row form of the code;
-# 3. derive the gradients of the loss with respect to $A$ and $B$ by hand, and confirm them
-#    with finite differences;
+# 3. derive the gradients of the loss with respect to $A$, $B$ and the input $x$ by hand, and
+#    confirm them with finite differences;
 # 4. explain, with experiments, why LoRA starts from $B = 0$ and a random $A$;
 # 5. train $A$ and $B$ with plain gradient descent, and compare the result with the best
 #    rank-$r$ approximation from notebook 01;
-# 6. merge the adapter into $W_0$, so that inference costs nothing extra;
+# 6. merge the adapter into $W_0$, so that inference costs nothing extra, and say how exact
+#    unmerging is;
 # 7. spot three mistakes that are common in popular write-ups, and show why each one fails.
+#
+# ## How long, and what to skip
+#
+# About **2 to 2½ hours** for the main path, exercises 1–3 included, if you run every cell and
+# read what it prints; allow about 45 minutes more for the two sections marked **⭐ optional**
+# (§4.1, how large the learning rate may be, and §7.3 with exercise 4, what the factor
+# $\alpha/r$ does). They go deeper than the rest and nothing later depends on them: skip them
+# on a first reading.
 #
 # ## Exercises
 #
-# Four short exercises sit right after the ideas they practise, each marked ✏️:
+# Four exercises sit right after the ideas they practise, each marked ✏️. They ask you to
+# think first — derive, predict, choose — and only then check:
 #
-# 1. count the parameters of the adapters of a whole model (§1),
-# 2. write the forward pass in row form (§2),
-# 3. write the batch gradients of $A$ and $B$ (§3),
-# 4. merge an adapter into the frozen weight (§6).
+# 1. derive the gradient with respect to the layer's *input* $x$ (§3.1);
+# 2. predict what happens at each of three starting points, before running them (§4);
+# 3. predict how large the float32 merge-and-unmerge error is (§6);
+# 4. ⭐ choose which scaling keeps which property of the first training step steady (§7.3).
 #
-# Each asks for a short function; the cell after it checks your answer and, if something is
-# off, gives a hint that names the likely mistake. Until you have written your answer, the check
-# says "not yet" — that is expected. Worked solutions are in
+# The cell after each exercise (or, for a prediction, after the experiment) checks your answer
+# and, if something is off, gives a hint that names the likely mistake. Until you have written
+# your answer, the check says "not yet" — that is expected. Worked solutions are in
 # `solutions/02_delta_w_by_hand_solutions.ipynb`.
 #
 # Run the cells from top to bottom. Only NumPy is used here; PyTorch arrives in a later
@@ -119,9 +129,9 @@ def relative_error(M: np.ndarray, reference: np.ndarray) -> float:
 # $$\Delta W = \frac{\alpha}{r}\,B A,\qquad
 # B \in \mathbb{R}^{\text{out}\times r},\quad A \in \mathbb{R}^{r\times \text{in}} .$$
 #
-# * $r$, the **rank**, is small — typically 1 to 64. It is the width of a bottleneck that the
-#   update has to squeeze through.
-# * $\alpha$ (alpha) is a constant chosen once and never trained; §7.3 explains the factor
+# * $r$, the **rank**, is small — the LoRA paper uses 1 to 64. It is the width of a bottleneck
+#   that the update has to squeeze through.
+# * $\alpha$ (alpha) is a constant chosen once and never trained; §7.3 looks at the factor
 #   $\alpha/r$.
 # * Only $A$ and $B$ are trained. $W_0$ is **frozen**: it never changes.
 #
@@ -166,14 +176,16 @@ for d in (768, 4096, 12288):              # widths of real transformer layers
 # %% [markdown]
 # ### 1.1 Real models, counted rather than copied
 #
-# The LoRA paper adapts two matrices in every transformer layer: the attention's **query** and
-# **value** projections $W_q$ and $W_v$. In the models it studies both are square,
-# $d_\text{model}\times d_\text{model}$, so
+# The LoRA paper adapts matrices of the attention block: the **query**, **key**, **value**
+# and **output** projections $W_q, W_k, W_v, W_o$. In the models it studies they are square,
+# $d_\text{model}\times d_\text{model}$, so adapting $n$ of them in every layer at rank $r$ trains
 #
-# $$\#\text{trainable} = \text{layers}\times 2\times r\,(d_\text{model}+d_\text{model}).$$
+# $$\#\text{trainable} = \text{layers}\times n\times r\,(d_\text{model}+d_\text{model}).$$
 #
-# Let's compute the paper's reported counts from the architectures, and assert that they
-# round to the published numbers.
+# A count alone does not pin down a configuration: $r = 8$ on $W_q$ and $W_v$ trains exactly as
+# many numbers as $r = 4$ on all four. So each count below names its configuration and where
+# the paper gives it: Table 9 (Appendix D.1) for RoBERTa; Table 15 (Appendix F.2) for GPT-3,
+# whose Table 4 reports two budgets, 4.7M and 37.7M, each reached by two configurations.
 
 # %%
 def lora_params_for_model(n_layers: int, d_model: int, r: int, n_adapted: int = 2) -> int:
@@ -185,24 +197,33 @@ def lora_params_for_model(n_layers: int, d_model: int, r: int, n_adapted: int = 
     return n_layers * n_adapted * storage_cost(d_model, d_model, r)
 
 
-# name: (layers, d_model, r on W_q and W_v, trainable parameters the paper reports, in millions)
+# name: (layers, d_model, rank, adapted matrices per layer, reported (millions), source)
 paper = {
-    "RoBERTa-base": (12, 768, 8, 0.3),
-    "RoBERTa-large": (24, 1024, 8, 0.8),
-    "GPT-3 175B, r = 1": (96, 12288, 1, 4.7),
-    "GPT-3 175B, r = 8": (96, 12288, 8, 37.7),
+    "RoBERTa-base, r = 8 on Wq, Wv": (12, 768, 8, 2, 0.3, "Tables 2, 9"),
+    "RoBERTa-large, r = 8 on Wq, Wv": (24, 1024, 8, 2, 0.8, "Tables 2, 9"),
+    "GPT-3, r = 1 on Wq, Wv": (96, 12288, 1, 2, 4.7, "Tables 4, 15"),
+    "GPT-3, r = 2 on Wv": (96, 12288, 2, 1, 4.7, "Tables 4, 15"),
+    "GPT-3, r = 8 on Wq, Wv": (96, 12288, 8, 2, 37.7, "Tables 4, 15"),
+    "GPT-3, r = 4 on Wq, Wk, Wv, Wo": (96, 12288, 4, 4, 37.7, "Tables 4, 15"),
 }
 
 # %%
-for name, (n_layers, d_model, r_paper, reported) in paper.items():
-    count = lora_params_for_model(n_layers, d_model, r_paper)
-    print(f"{name:<18} {n_layers:>2} layers × 2 × {r_paper} × ({d_model:>5} + {d_model:>5}) "
-          f"= {count:>10,} ≈ {count / 1e6:>4.1f}M   (paper: {reported:>4}M)")
+for name, (n_layers, d_model, r_paper, n_adapted, reported, source) in paper.items():
+    count = lora_params_for_model(n_layers, d_model, r_paper, n_adapted)
+    print(f"{name:<31} {n_layers:>2} × {n_adapted} × {r_paper} × {2 * d_model:>5} "
+          f"= {count:>10,} ≈ {count / 1e6:>4.1f}M   (paper: {reported:>4}M, {source})")
     assert round(count / 1e6, 1) == reported
 assert lora_params_for_model(12, 768, 8) == 12 * 2 * 8 * (768 + 768) == 294_912
+r2_on_four = lora_params_for_model(96, 12288, 2, n_adapted=4)
+print(f"GPT-3, r = 2 on Wq, Wk, Wv, Wo: {r2_on_four:,} ≈ {r2_on_four / 1e6:.1f}M")
+assert round(r2_on_four / 1e6, 1) == 18.9
 
 
 # %% [markdown]
+# The last line settles a slip in the paper: Appendix D.4 lists "$r_q = r_k = r_v = r_o = 2$"
+# as a 37.7M configuration, but that trains 18.9M numbers; Table 15 has it right, with $r = 4$
+# on all four matrices for 37.7M (and $r = 2$ at 18.8M — the paper rounds 18.87M down there).
+#
 # How big are the models themselves? A transformer layer of width $d$ holds four $d\times d$
 # attention matrices (query, key, value, output) and an MLP with a $d\times 4d$ and a
 # $4d\times d$ matrix: $12d^2$ weights, plus $13d$ biases and normalisation parameters. Add the
@@ -227,12 +248,13 @@ for name, (count, published) in full_models.items():
     assert abs(count / published - 1) < 0.015
 
 # %%
-pairs = [("RoBERTa-base", "RoBERTa-base"), ("GPT-3 175B", "GPT-3 175B, r = 1"),
-         ("GPT-3 175B", "GPT-3 175B, r = 8")]
+pairs = [("RoBERTa-base", "RoBERTa-base, r = 8 on Wq, Wv"),
+         ("GPT-3 175B", "GPT-3, r = 1 on Wq, Wv"), ("GPT-3 175B", "GPT-3, r = 8 on Wq, Wv")]
 for model, config in pairs:
-    n_layers, d_model, r_paper, _ = paper[config]
-    share = lora_params_for_model(n_layers, d_model, r_paper) / full_models[model][0]
-    print(f"{config:<18} trains {share:.4%} of the model (1 number in {1 / share:>6,.0f})")
+    n_layers, d_model, r_paper, n_adapted, _, _ = paper[config]
+    share = (lora_params_for_model(n_layers, d_model, r_paper, n_adapted)
+             / full_models[model][0])
+    print(f"{config:<30} trains {share:.4%} of the model (1 number in {1 / share:>6,.0f})")
     assert share < 2.5e-3 and (model == "RoBERTa-base" or share < 2.2e-4)
 
 
@@ -242,26 +264,6 @@ for model, config in pairs:
 # Whether such a small update is *enough* is an empirical question; later notebooks (04 and 05,
 # coming) look at it. Here we learn how it works.
 #
-# ### ✏️ Exercise 1 — count the adapters of a model
-#
-# `lora_params_for_model` assumed square weights. Real models also adapt non-square ones — an
-# MLP's (4d × d) and (d × 4d) matrices, say. Write `lora_param_count(shapes, r)`: the total number
-# of trainable numbers when every weight in `shapes`, a list of (out_features, in_features)
-# pairs, gets a rank-`r` adapter. For example, all six matrices of one layer of width 768 are
-# `[(768, 768)] * 4 + [(3072, 768), (768, 3072)]`.
-
-# %%
-def lora_param_count(shapes: list[tuple[int, int]], r: int) -> int:
-    """Trainable numbers when each weight in shapes, a list of (out_features, in_features)
-    pairs, gets a rank-r LoRA adapter."""
-    # ✏️ your code here: for each weight, count the entries of its B and its A; add them up
-    raise NotImplementedError("exercise 1: write lora_param_count")
-
-
-# %%
-_ = checks.check_param_count(lora_param_count)
-
-# %% [markdown]
 # ## 2 · The forward pass
 #
 # In the maths, an input is a column vector $x$ and a LoRA layer computes
@@ -321,25 +323,6 @@ np.testing.assert_allclose(H, X @ (W0 + delta).T)     # the same as (W0 + ΔW) x
 
 
 # %% [markdown]
-# ### ✏️ Exercise 2 — the forward pass in row form
-#
-# Write `my_lora_forward(x, W0, A, B, alpha)` for a batch of rows `x` (N, in), returning
-# `h` (N, out). Use neither `lora_forward` nor `delta_weight`: go through the bottleneck
-# `x @ A.T`. (Where does $r$ come from? It is the number of rows of `A`.)
-
-# %%
-def my_lora_forward(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray,
-                    alpha: float) -> np.ndarray:
-    """LoRA layer output for a batch of rows: x (N, in), W0 (out, in), A (r, in),
-    B (out, r) -> h (N, out)."""
-    # ✏️ your code here: one line, without lora_forward and without forming ΔW
-    raise NotImplementedError("exercise 2: write my_lora_forward")
-
-
-# %%
-_ = checks.check_lora_forward(my_lora_forward)
-
-# %% [markdown]
 # ## 3 · Gradients of A and B, by hand
 #
 # To train $A$ and $B$ we need the gradient of the loss $L$ with respect to each of them. We
@@ -368,8 +351,10 @@ _ = checks.check_lora_forward(my_lora_forward)
 # $$\frac{\partial L}{\partial A} = s\,B^\top g\; x^\top \qquad (r\times\text{in}).$$
 #
 # Notice two things now; they matter in §4. The gradient of $B$ contains $A$ (through
-# $u = Ax$), and the gradient of $A$ contains $B$. And $W_0$ needs no gradient at all: it is
-# frozen. (Its gradient would be $g\,x^\top$ — a full out × in matrix, exactly what LoRA avoids.)
+# $u = Ax$), and the gradient of $A$ contains $B$. And neither contains $W_0$: because $W_0$ is
+# frozen, LoRA never computes the **weight gradient** $\partial L/\partial W_0 = g\,x^\top$ — a
+# full out × in matrix per layer — nor keeps optimiser state for it. (That does not mean the
+# backward pass skips $W_0$; §3.1 shows where it still goes through.)
 #
 # **A batch of rows.** For $N$ inputs the loss is a sum over the examples, $L = \sum_n
 # \ell(h_n)$, so the gradients add up too. Stack the per-example $g_n^\top$ as the rows of
@@ -438,12 +423,12 @@ np.testing.assert_allclose(grads.B, B_grad_sum)
 
 
 # %%
-def batch_loss(A_: np.ndarray, B_: np.ndarray) -> float:
-    """Mean squared error of the batch X for factors A_ (r, in), B_ (out, r).
+def batch_loss(A_: np.ndarray, B_: np.ndarray, X_: np.ndarray = X) -> float:
+    """Mean squared error of the batch X_ (N, in) for factors A_ (r, in), B_ (out, r).
 
     Why: the scalar whose finite differences check lora_backward.
     """
-    return mse_loss(lora_forward(X, W0, A_, B_, alpha), Y_batch)[0]
+    return mse_loss(lora_forward(X_, W0, A_, B_, alpha), Y_batch)[0]
 
 
 np.testing.assert_allclose(grads.A, numerical_gradient(lambda A_: batch_loss(A_, B), A),
@@ -454,32 +439,61 @@ print("per-example sums, lora_backward and finite differences all agree")
 
 
 # %% [markdown]
-# ### ✏️ Exercise 3 — the batch gradients
+# ### 3.1 The gradient that flows on: ∂L/∂x
 #
-# Write `my_lora_grads(x, W0, A, B, alpha, grad_h)` returning the pair `(grad_A, grad_B)` for a
-# batch of rows, using the matrix form — no loop over examples. `grad_h` is $G$, shape (N, out);
-# it already holds the loss's $1/(N\cdot\text{out})$, so do not average again. `W0` is in the
-# signature only for symmetry with the forward pass: neither gradient needs it.
+# A LoRA layer is rarely the first layer of a network. To train adapters in *earlier* layers
+# too, backpropagation must pass the gradient on to this layer's input: $\partial L/\partial x$,
+# which becomes the upstream gradient $g$ of the layer before. It needs no new idea, just the
+# chain rule once more.
+#
+# ### ✏️ Exercise 1 — derive ∂L/∂x
+#
+# Follow $x$ to $h$ in $h = W_0x + s\,B(Ax)$: along which paths does it get there? Derive
+# $\partial L/\partial x$ for one input on paper (in terms of $g$, $W_0$, $A$, $B$ and $s$), then
+# write it for a batch of rows: `my_grad_x(x, W0, A, B, alpha, grad_h)` returns an array of the
+# shape of `x`, (N, in), where `grad_h` is $G$ (N, out). Write the shape under each factor.
+
+# %% tags=["exercise"]
+def my_grad_x(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float,
+              grad_h: np.ndarray) -> np.ndarray:
+    """dL/dx (N, in) for a batch of rows x (N, in), given grad_h = dL/dh (N, out)."""
+    # ✏️ your code here: one term per path from x to h; write the shape under each factor
+    raise NotImplementedError("exercise: write my_grad_x")
+
 
 # %%
-def my_lora_grads(x: np.ndarray, W0: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float,
-                  grad_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/dA, dL/dB) with shapes (r, in) and (out, r), given grad_h = dL/dh (N, out)
-    for a batch of rows x (N, in). W0 is not needed: it is here for symmetry."""
-    # ✏️ your code here: the batch formulas of §3, no loop over examples
-    raise NotImplementedError("exercise 3: write my_lora_grads")
+_ = checks.check_grad_x(my_grad_x)
 
+# %% [markdown]
+# `lora_backward` returns this gradient as `grads.x`. Finite differences of the batch loss
+# with respect to the inputs confirm it:
 
 # %%
-_ = checks.check_lora_grads(my_lora_grads)
+np.testing.assert_allclose(grads.x, G @ W0 + s * (G @ B) @ A)
+np.testing.assert_allclose(grads.x, numerical_gradient(lambda X_: batch_loss(A, B, X_), X),
+                           atol=1e-7)
+share_w0 = np.linalg.norm(G @ W0) / np.linalg.norm(grads.x)
+at_start = lora_backward(X, W0, A, np.zeros_like(B), alpha, G).x      # B = 0: LoRA's start
+np.testing.assert_array_equal(at_start, G @ W0)
+print(f"here (B random) the path through W0 is {share_w0:.0%} of ||dL/dx||; "
+      f"at LoRA's start (B = 0) it is all of it")
+assert share_w0 > 0.05
+
+# %% [markdown]
+# The term $G\,W_0$ — in column form $W_0^\top g$ — is a product with the frozen weight, and at
+# LoRA's start it is the *only* term. So
+# "$W_0$ needs no gradient" is true only of its *weight* gradient: on its way to earlier layers
+# the backward pass still multiplies by $W_0^\top$, exactly as in full fine-tuning. What LoRA
+# saves is the out × in weight gradient $\partial L/\partial W_0$ and the optimiser state that
+# would go with it (§7.1 counts what that is worth).
 
 
 # %% [markdown]
 # ## 4 · Where to start: B = 0 and A random
 #
 # At step 0 the adapted model should *be* the pretrained model — everything pretraining
-# learned is what we build on. That needs $BA = 0$, and the simplest way to get it is to start one factor at zero.
-# Which one? The gradients of §3 give the answer:
+# learned is what we build on. That needs $BA = 0$, and the simplest way to get it is to start
+# one factor at zero. Which one? The gradients of §3 give the answer:
 #
 # * $\partial L/\partial B = s\,G^\top X A^\top$ is zero when $A = 0$;
 # * $\partial L/\partial A = s\,(GB)^\top X$ is zero when $B = 0$.
@@ -487,9 +501,8 @@ _ = checks.check_lora_grads(my_lora_grads)
 # For linear layers, LoRA starts from **B = 0 and a random A**: the paper draws $A$ from a
 # Gaussian, while PEFT, loralib and this course's `init_lora` use PyTorch's default
 # (Kaiming-uniform) initialisation. (For *embedding* layers, PEFT and loralib do the reverse:
-# $A = 0$ and a normal $B$ — one factor is zero either way.) With $B = 0$, $\Delta W = 0$; $A$
-# gets no gradient at step 0, but $B$ does. $B$ moves first, and from step 1 on $A$ gets
-# gradients too. Let's test this, and the two tempting alternatives, on a small task.
+# $A = 0$ and a normal $B$ — one factor is zero either way.) Let's test this start, and the two
+# tempting alternatives, on a small task.
 #
 # ### The task used from here on
 #
@@ -497,8 +510,9 @@ _ = checks.check_lora_grads(my_lora_grads)
 # names) meets a new task whose ideal weight is $W_0 + \Delta W_\text{true}$, where
 # $\Delta W_\text{true}$ has rank 4 — precisely the situation LoRA bets on. We do not get to see
 # $\Delta W_\text{true}$, only $N = 256$ input/output pairs. The inputs are **whitened**:
-# $X^\top X / N = I$, meaning every input direction is equally represented and any two input directions are
-# orthogonal across the data set. §5 shows why that matters and what changes without it.
+# $X^\top X / N = I$, meaning every input direction is equally represented and any two input
+# directions are orthogonal across the data set. §5 shows why that matters and what changes
+# without it.
 #
 # To build them, take the QR decomposition $Z = QR$ of a random $N\times 16$ matrix: $Q$ has
 # orthonormal columns, $Q^\top Q = I$, so $X = \sqrt{N}\,Q$ has $X^\top X = N I$. (Flipping the
@@ -564,17 +578,38 @@ def train_by_hand(A: np.ndarray, B: np.ndarray, X: np.ndarray, Y: np.ndarray, W0
 
 
 # %% [markdown]
-# Three ways to start. LoRA's start and "both random" share the same random $A$; "both zero"
-# sets $A = 0$ as well as $B = 0$. For "both random", $B$ gets the uniform values that an
-# ordinary linear layer with $r$ inputs would get by default.
+# Three ways to start, named as in the code:
+#
+# * `"lora"` — LoRA's start: $B = 0$ and a random $A$;
+# * `"zeros"` — both factors zero;
+# * `"random"` — both factors random: the same $A$, and for $B$ the uniform values an ordinary
+#   linear layer with $r$ inputs would get by default.
+#
+# ### ✏️ Exercise 2 — predict, then run
+#
+# Before running anything, predict from the gradient formulas of §3. For each statement, write
+# the set of starts for which it holds (`set()` for none): at step 0, which starts give $A$ a
+# non-zero gradient? Which give $B$ one? At which do the outputs already differ from the
+# pretrained layer's? And which start never learns at all, however long it trains?
+
+# %% tags=["exercise"]
+# ✏️ For each statement, the set of starts for which it holds, from "lora" (B = 0, A random),
+# "zeros" (both zero) and "random" (both random); write set() for none of them.
+A_gets_gradient = ...  # ✏️ your answer
+B_gets_gradient = ...  # ✏️ your answer
+outputs_change_at_step_0 = ...  # ✏️ your answer
+never_learns = ...  # ✏️ your answer
+
+# %% [markdown]
+# Now the experiment. First, step 0 only: the outputs and both gradients at each start.
 
 # %%
 r_task, alpha_task, lr = 4, 8.0, 1.5
 A_rand, B_zero = init_lora(n_in, n_out, r_task, seed=1)        # LoRA's start
 B_rand = np.random.default_rng(2).uniform(-1, 1, size=(n_out, r_task)) / np.sqrt(r_task)
-starts = {"B = 0, A random (LoRA)": (A_rand, B_zero),
-          "both zero": (np.zeros_like(A_rand), np.zeros_like(B_zero)),
-          "both random": (A_rand, B_rand)}
+starts = {"lora": (A_rand, B_zero), "zeros": (np.zeros_like(A_rand), np.zeros_like(B_zero)),
+          "random": (A_rand, B_rand)}
+labels = {"lora": "B = 0, A random (LoRA)", "zeros": "both zero", "random": "both random"}
 
 step0 = {}
 for name, (A0, B0) in starts.items():
@@ -582,73 +617,191 @@ for name, (A0, B0) in starts.items():
     loss0, G0 = mse_loss(H0, Y_task)
     g0 = lora_backward(X_task, W_pre, A0, B0, alpha_task, G0)
     step0[name] = (np.abs(H0 - H_pre).max(), np.abs(g0.A).max(), np.abs(g0.B).max(), loss0)
-    print(f"{name:<23} step 0: max|h - h_pretrained| = {step0[name][0]:<5.3g} "
+    print(f"{labels[name]:<23} step 0: max|h - h_pretrained| = {step0[name][0]:<5.3g} "
           f"max|grad A| = {step0[name][1]:<5.3g}  max|grad B| = {step0[name][2]:.3g}")
 
 # %%
 ours, zeros, rand = (step0[name] for name in starts)
 assert ours[0] == 0.0 and ours[1] == 0.0 and ours[2] > 0        # exact start; only B moves
 assert zeros[0] == 0.0 and zeros[1] == 0.0 and zeros[2] == 0.0  # no gradient at all
-assert rand[0] > 2 and rand[3] > 2 * loss_pre                   # pretrained model disturbed
+assert rand[0] > 2 and rand[1] > 0 and 2.5 < rand[3] / loss_pre < 3.5  # model disturbed
 print(f"step-0 loss: pretrained {loss_pre:.3f}, LoRA start {ours[3]:.3f}, "
       f"both zero {zeros[3]:.3f}, both random {rand[3]:.3f}")
 
 # %% [markdown]
-# Why is `lr = 1.5` — large by deep-learning standards — safe here? Plain gradient descent is
-# stable as long as the learning rate stays below $2/c$, where $c$ is the loss's curvature
-# along the direction of the step. With whitened inputs the loss is
-# $\lVert\Delta W - \Delta W_\text{true}\rVert_F^2/\text{out}$ (derived in §5.2), and its
-# largest curvature along $B$ is $c = \frac{2}{\text{out}}\,s^2\,\lambda_\max(AA^\top)$. At the start
-# that allows steps up to about 5 — and indeed `lr = 5` blows up, which `train_lora` reports
-# as a `FloatingPointError`:
-
-# %%
-s_task = alpha_task / r_task
-curvature = 2 / n_out * s_task**2 * np.linalg.eigvalsh(A_rand @ A_rand.T).max()
-print(f"largest stable learning rate along B at the start: 2 / c = {2 / curvature:.2f}")
-try:
-    train_lora(X_task, Y_task, W_pre, r=r_task, alpha=alpha_task, lr=5.0, steps=150,
-               init=(A_rand, B_zero))
-except FloatingPointError as err:
-    print(f"lr = 5: {err}")
-assert 1.5 < 2 / curvature < 5
-
-# %% [markdown]
-# Now train from each start for 150 steps.
+# Then train from each start for 150 steps:
 
 # %%
 runs = {name: train_by_hand(A0, B0, X_task, Y_task, W_pre, alpha_task, lr, steps=150)
         for name, (A0, B0) in starts.items()}
-curves = {name: run[2] for name, run in runs.items()}
+curves = {labels[name]: run[2] for name, run in runs.items()}
 fig = plots.loss_curves_figure({"training from three starting points": curves})
 display(fig)
 
 # %%
-A_end, B_end, losses = runs["both zero"]
+A_end, B_end, losses = runs["zeros"]
 assert len(set(losses)) == 1 and not A_end.any() and not B_end.any()  # flat loss, never moved
-assert curves["B = 0, A random (LoRA)"][-1] < 1e-8 * loss_pre           # learns the task
-assert curves["both random"][0] > 2 * loss_pre                          # starts off worse
-for name, c in curves.items():
-    print(f"{name:<23} loss at step 0: {c[0]:.4f}   after 150 steps: "
+assert runs["lora"][2][-1] < 1e-8 * loss_pre                          # learns the task
+assert runs["random"][2][0] > 2 * loss_pre > 1e3 * runs["random"][2][-1]  # worse, then learns
+for name, (_, _, c) in runs.items():
+    print(f"{labels[name]:<23} loss at step 0: {c[0]:.4f}   after 150 steps: "
           f"{'below 1e-8' if c[-1] < 1e-8 else f'{c[-1]:.4f}'}")
+
+# %% [markdown]
+# Your predictions against what the experiment measured:
+
+# %%
+observed = {"A_gets_gradient": {n for n in starts if step0[n][1] > 0},
+            "B_gets_gradient": {n for n in starts if step0[n][2] > 0},
+            "outputs_change_at_step_0": {n for n in starts if step0[n][0] > 0},
+            "never_learns": {n for n in starts if runs[n][2][-1] == runs[n][2][0]}}
+_ = checks.check_init_predictions(A_gets_gradient, B_gets_gradient, outputs_change_at_step_0,
+                                  never_learns, observed=observed)
 
 # %% [markdown]
 # What the experiment shows:
 #
 # * **B = 0, A random** keeps the pretrained outputs *exactly* at step 0 (not approximately:
 #   $BA$ is exactly zero), and learns the task. At step 0 only $B$ has a gradient; $A$ starts
-#   moving one step later.
+#   moving one step later, once $B \neq 0$.
 # * **Both zero** never learns. Both gradients are exactly zero, so gradient descent has
 #   nowhere to go: the loss stays flat forever. The point $A = B = 0$ is not a minimum — it is a
 #   *saddle point*, and its gradient vanishes by structure, not by accident: each factor's
 #   gradient contains the other factor, and both are zero.
 # * **Both random** learns too, in this forgiving toy problem (a single linear layer with a
 #   perfectly learnable target). But it starts from a different model
-#   than the pretrained one: at step 0 its outputs are off by as much as 3, and its loss is almost
-#   three times that of the untouched layer. In a deep network this random change passes through
-#   every later layer, so fine-tuning starts from a damaged model, and whatever the adapter does
-#   not learn to undo stays damaged. The point of LoRA's start is not speed: it is that step 0
-#   *is* the pretrained model.
+#   than the pretrained one: at step 0 its outputs are off by as much as 3, and its loss is about
+#   three times that of the untouched layer. In a deep network this random change would pass
+#   through every later layer, so fine-tuning would start from a damaged model, and whatever the
+#   adapter does not learn to undo would stay damaged. The point of LoRA's start is not speed:
+#   it is that step 0 *is* the pretrained model.
+
+# %% [markdown]
+# ### 4.1 ⭐ Optional: how large may the learning rate be?
+#
+# We trained with `lr = 1.5`, large by deep-learning standards. How far could we go? For
+# plain gradient descent on a **quadratic** loss the answer is classical: writing $\lambda_\max$
+# for the largest eigenvalue of its Hessian (the matrix of second derivatives, the
+# *curvature*), each step of size $\text{lr}$ multiplies the distance to the minimum along that
+# eigenvector by $1 - \text{lr}\cdot\lambda_\max$. That factor stays inside $(-1, 1)$ only while
+# $\text{lr} < 2/\lambda_\max$; beyond, every step overshoots further than the last.
+#
+# Our loss is not quadratic in $(A, B)$ — it contains the product $BA$ — but near a minimum it
+# is close to one, with the Hessian at that minimum. So gradient descent can *settle* at a
+# minimum only if $\text{lr} < 2/\lambda_\max$ there. Let's compute that Hessian over all
+# $4\cdot16 + 12\cdot4 = 112$ parameters at the minimum LoRA's start reached, one column at a
+# time, by finite differences of the package's gradient:
+
+# %%
+def lora_hessian(A: np.ndarray, B: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Hessian (p, p), p = A.size + B.size, of the §4 task's loss over (A, B) flattened.
+
+    Column j is the central difference of lora_backward's gradient along parameter j.
+    Why: its largest eigenvalue bounds the learning rate near a minimum.
+    """
+    def gradient(theta: np.ndarray) -> np.ndarray:
+        A_, B_ = theta[:A.size].reshape(A.shape), theta[A.size:].reshape(B.shape)
+        G_ = mse_loss(lora_forward(X_task, W_pre, A_, B_, alpha_task), Y_task)[1]
+        grads_ = lora_backward(X_task, W_pre, A_, B_, alpha_task, G_)
+        return np.concatenate([grads_.A.ravel(), grads_.B.ravel()])
+
+    theta, steps = np.concatenate([A.ravel(), B.ravel()]), eps * np.eye(A.size + B.size)
+    H = np.column_stack([(gradient(theta + e) - gradient(theta - e)) / (2 * eps) for e in steps])
+    return (H + H.T) / 2
+
+
+# %%
+def sharpness(A: np.ndarray, B: np.ndarray) -> float:
+    """Largest Hessian eigenvalue of the §4 task's loss at (A, B). Why: 2 / it is the lr limit."""
+    return float(np.linalg.eigvalsh(lora_hessian(A, B))[-1])
+
+
+A_lora, B_lora = runs["lora"][:2]
+lam = sharpness(A_lora, B_lora)
+print(f"largest Hessian eigenvalue at the minimum reached: {lam:.3f}   2 / it = {2 / lam:.2f}")
+assert 0.74 < lam < 0.76 and 2.6 < 2 / lam < 2.7
+
+# %% [markdown]
+# It is tempting to look at the start instead. With $A$ held fixed the loss is exactly
+# quadratic in $B$, with largest curvature $c = \frac{2}{\text{out}}\,s^2\,\lambda_\max(AA^\top)$
+# (with whitened inputs, §5.2); at LoRA's start $2/c$ would allow steps of almost 5. Which
+# limit is right? Let's try learning rates on both sides of both, from LoRA's start each time:
+
+# %%
+s_task = alpha_task / r_task
+c_start = 2 / n_out * s_task**2 * np.linalg.eigvalsh(A_rand @ A_rand.T).max()
+print(f"curvature along B at the start: 2 / c = {2 / c_start:.2f}")
+sweep = {}                                 # lr -> losses, or the step at which it overflowed
+for lr_try in (2.5, 2.8, 3.0, 3.5, 4.0):
+    try:
+        sweep[lr_try] = train_lora(X_task, Y_task, W_pre, r=r_task, alpha=alpha_task,
+                                   lr=lr_try, steps=300, init=(A_rand, B_zero)).losses
+        last = sweep[lr_try][-50:]
+        verdict = ("converged: loss below 1e-12" if last[-1] < 1e-12 else
+                   "stalled: loss above 1e-5 in all of the last 50 steps" if min(last) > 1e-5
+                   else "neither")
+    except FloatingPointError as err:
+        sweep[lr_try] = int(str(err).split("step ")[1].split(":")[0])
+        verdict = "diverged: the numbers overflowed"
+    print(f"lr = {lr_try}: {verdict}")
+
+# %%
+assert 4.8 < 2 / c_start < 5                                   # the start would allow ~4.9 ...
+assert 20 < sweep[4.0] < 40                                    # ... but lr = 4 overflows
+assert sweep[2.5][-1] < 1e-20                                  # below 2 / lam: converges
+assert min(sweep[3.0][-50:]) > 1e-5 and min(sweep[3.5][-50:]) > 1e-5   # stall
+assert sweep[2.8][-1] < 1e-12                                  # above 2 / lam, yet converges?
+fit_28 = train_lora(X_task, Y_task, W_pre, r=r_task, alpha=alpha_task, lr=2.8, steps=300,
+                    init=(A_rand, B_zero))
+lam_28 = sharpness(fit_28.A, fit_28.B)
+print(f"lr = 2.8 settled at a minimum whose largest eigenvalue is {lam_28:.2f} "
+      f"(below 2 / lr = {2 / 2.8:.2f})")
+assert lam_28 < 2 / 2.8 < lam
+
+# %% [markdown]
+# So the limit comes from the curvature **at the minimum**, not at the start: `lr = 4`, well
+# below the start's 4.9, overflows within 40 steps (asserted), while `lr = 2.5`, just below
+# $2/\lambda_\max = 2.66$, converges.
+#
+# `lr = 2.8` converges too, although it is above 2.66 — to a *different* minimum, flatter than
+# $2/2.8$. The minima are not one point but a whole family: every $(MA,\; BM^{-1})$ with an
+# invertible $r\times r$ matrix $M$ gives the same $BA$ (§5.1 comes back to this), and the
+# family's members differ in sharpness. Gradient descent with a large step cannot settle at the
+# sharp ones and moves on until it finds one flat enough.
+#
+# How flat is the flattest? Near a minimum the loss is $\frac{1}{\text{out}}\lVert sBA -
+# \Delta W_\text{true}\rVert_F^2$ (with whitened inputs, §5.2). Nudging the factors along
+# $(B^\top u_1v_1^\top,\; u_1v_1^\top A^\top)$, where $u_1, v_1$ are the top singular vectors
+# of $\Delta W_\text{true}$ and $\sigma_1$ its top singular value, gives a curvature of at least
+# $\frac{4}{\text{out}}\,s\,\sigma_1$ at *every* minimum (a two-line bound:
+# $\sigma_1 = s\,(B^\top u_1)^\top(Av_1)$ and $a^2 + b^2 \ge 2ab$). **Balanced** factors — $A$
+# and $sB$ splitting each singular value of $\Delta W_\text{true}$ evenly, as in
+# $A = \sqrt{\Sigma/s}\,V^\top$, $B = U\sqrt{\Sigma/s}$ — reach that bound:
+
+# %%
+U_t, S_t, Vt_t = np.linalg.svd(delta_true, full_matrices=False)
+A_bal = np.sqrt(S_t[:r_task, None] / s_task) * Vt_t[:r_task]      # A = sqrt(Σ/s) V^T
+B_bal = U_t[:, :r_task] * np.sqrt(S_t[:r_task] / s_task)         # B = U sqrt(Σ/s)
+np.testing.assert_allclose(delta_weight(A_bal, B_bal, alpha_task), delta_true, atol=1e-12)
+flattest = 4 / n_out * s_task * S_t[0]
+lam_bal = sharpness(A_bal, B_bal)
+print(f"balanced minimum: largest eigenvalue {lam_bal:.3f} = 4 s σ1 / out = {flattest:.3f}; "
+      f"2 / it = {2 / lam_bal:.2f}")
+np.testing.assert_allclose(lam_bal, flattest, rtol=1e-5)
+M_family = [np.random.default_rng(k).normal(size=(r_task, r_task)) for k in range(5)]
+family = [sharpness(M @ A_bal, B_bal @ np.linalg.inv(M)) for M in M_family]  # same BA
+assert min([lam, lam_28, *family]) >= flattest * (1 - 1e-6)   # none flatter than the bound
+print(f"five other members of the family: largest eigenvalues from {min(family):.2f} "
+      f"to {max(family):.0f}")
+
+# %% [markdown]
+# From $\text{lr} = 2/0.667 = 3$ on, no minimum is flat enough to settle at, which is why 3.0
+# and 3.5 stall and 4 diverges. What this experiment shows, for this one-layer problem and plain
+# full-batch gradient descent: the learning-rate limit is set by the curvature at the minima,
+# $2/\lambda_\max$; between the sharpness of the minimum that small steps find (2.66 here) and
+# that of the flattest one (3 here), gradient descent may still converge — elsewhere. Adam and
+# mini-batches change the details. Here, the curvature at the start would have predicted a limit
+# almost twice as high as the real one.
 
 # %% [markdown]
 # ## 5 · Training by hand: recovering a hidden update
@@ -808,16 +961,18 @@ assert relative_error(delta_an, best) > 0.01               # ... and not the pla
 assert losses_an[-1] < loss_svd
 
 # %% [markdown]
-# So the precise statement, for the setting of this section — **one linear layer, noise-free
-# targets that a linear map produces, full-batch gradient descent run to convergence** — is:
-# *with whitened inputs*, LoRA trained on the squared error converges to the best rank-$r$
-# approximation of the true update, the truncated SVD of notebook 01. With other inputs it
-# converges to the best rank-$r$ update *as measured by the inputs it sees*, which weights input
+# So, for the setting of this section — **one linear layer, noise-free targets that a linear map
+# produces, full-batch gradient descent from LoRA's start, run to convergence** — the
+# experiments show: *with whitened inputs*, LoRA trained on the squared error reached the best
+# rank-$r$ approximation of the true update, the truncated SVD of notebook 01. With other inputs
+# it reached the best rank-$r$ update *as measured by the inputs it sees*, which weights input
 # directions by how strongly they occur. In a real network there is no $\Delta W_\text{true}$
 # for each layer to compare with — layers interact, data are noisy, and training stops early —
 # so take this as intuition for what a low-rank adapter can and cannot capture, not as a
 # guarantee.
 
+# %% [markdown]
+#
 # %% [markdown]
 # ## 6 · Merging: zero extra inference cost
 #
@@ -860,37 +1015,54 @@ for name, (o, i, rr) in {"our toy layer": (n_out, n_in, r_task),
 
 # %% [markdown]
 # Unmerging subtracts the same update again, so one frozen base can take turns serving several
-# tasks. In floating point the round trip is exact only up to rounding — one more reason to
-# keep the original $W_0$ around (a later notebook, 03, coming, returns to this).
+# tasks. In floating point the round trip is exact only up to rounding. In NumPy's default
+# float64 the rounding is tiny:
 
 # %%
 W_back = W_merged - delta_weight(A_fit, B_fit, alpha_task)
 np.testing.assert_allclose(W_back, W_pre, atol=1e-12)
-print(f"largest |W_back - W0| is below 1e-12: {np.abs(W_back - W_pre).max() < 1e-12}")
-
+print(f"float64: largest |W_back - W0| is below 1e-12: {np.abs(W_back - W_pre).max() < 1e-12}")
 
 # %% [markdown]
-# ### ✏️ Exercise 4 — merge an adapter
+# Models are usually trained and stored in float32 or lower precision, though, and there a
+# merged weight keeps fewer digits.
 #
-# Write `my_merge(W0, A, B, alpha)` returning the merged weight $W'$ (out, in), without
-# `merge_weights` or `delta_weight`. Do not change `W0` itself — return a new array.
+# ### ✏️ Exercise 3 — predict the float32 unmerge error
+#
+# Suppose $W_0$ and $\Delta W$ are float32 arrays, and we merge, $W' = W_0 + \Delta W$, and
+# unmerge, $W_\text{back} = W' - \Delta W$, in float32. How large will the largest entry of
+# $|W_\text{back} - W_0|$ be? Predict it to within a factor of 10, as a number or an expression
+# (you may use `W_merged` and `np.finfo(np.float32).eps`, the gap between 1 and the next
+# float32 number), before running the cell after it.
+
+# %% tags=["exercise"]
+# ✏️ Your prediction: the largest |W_back - W0| after merging and unmerging in float32
+predicted_error = ...  # ✏️ your answer
 
 # %%
-def my_merge(W0: np.ndarray, A: np.ndarray, B: np.ndarray, alpha: float) -> np.ndarray:
-    """Merged weight W' (out, in) from W0 (out, in), A (r, in), B (out, r). W0 must not
-    change."""
-    # ✏️ your code here
-    raise NotImplementedError("exercise 4: write my_merge")
-
-
-# %%
-_ = checks.check_merge(my_merge)
+W0_32, delta_32 = W_pre.astype(np.float32), (W_merged - W_pre).astype(np.float32)
+W_back_32 = (W0_32 + delta_32) - delta_32                # merge, then unmerge, in float32
+measured_error = float(np.abs(W_back_32 - W0_32).max())
+eps32 = float(np.finfo(np.float32).eps)
+bound = eps32 / 2 * (np.abs(W0_32 + delta_32) + np.abs(W0_32)).max()  # two roundings
+print(f"float32: largest |W_back - W0| = {measured_error / eps32:.1f} eps "
+      f"(eps = {eps32:.2e}); not exact in {np.mean(W_back_32 != W0_32):.0%} of the entries")
+assert 0 < measured_error <= bound
+_ = checks.check_unmerge_error(predicted_error, measured_error)
 
 # %% [markdown]
+# Each of the two roundings moves an entry by at most half the gap between neighbouring
+# float32 numbers, which is about $\varepsilon$ times the entry's size — hence an error of the
+# order of $\varepsilon\max|W'|$ (asserted above against the bound
+# $\tfrac{\varepsilon}{2}\max(|W'| + |W_0|)$). It is small, but it is not zero: after an unmerge,
+# a float32 model is not bit-for-bit the model you started from. That is one more reason to
+# keep the original $W_0$ rather than recover it by subtraction (a later notebook, 03, coming,
+# returns to this in PyTorch).
+#
 # ## 7 · Three mistakes from popular write-ups
 #
-# Many blog posts and tutorials describe LoRA slightly wrong. Each of the following mistakes
-# sounds harmless; each one breaks LoRA in a way a small experiment can show.
+# Some blog posts and tutorials describe LoRA in ways that quietly break it. Each of the
+# following mistakes sounds harmless; each one breaks LoRA in a way a small experiment can show.
 #
 # ### 7.1 Mistake: training W as well
 #
@@ -901,16 +1073,48 @@ _ = checks.check_merge(my_merge)
 # $r = 1$ adapters on $W_q$ and $W_v$, trained with **Adam** (Kingma and Ba, 2015), the optimiser
 # LoRA is usually trained with: a gradient-descent variant that divides each entry's step by a
 # running estimate of that entry's gradient size. It keeps two running averages per trainable
-# number; with the gradient, that is 12 bytes per trainable number in 32-bit floats.
+# number; with the gradient itself, that is 12 bytes per trainable number in 32-bit floats.
+# The table counts **only those 12 bytes** — not the weights, which sit in memory either way,
+# nor the activations that backpropagation stores:
 
 # %%
-n_layers, d_model, r_gpt, _ = paper["GPT-3 175B, r = 1"]
-lora_only = lora_params_for_model(n_layers, d_model, r_gpt)
+n_layers, d_model, r_gpt, n_adapted, _, _ = paper["GPT-3, r = 1 on Wq, Wv"]
+lora_only = lora_params_for_model(n_layers, d_model, r_gpt, n_adapted)
 everything = full_models["GPT-3 175B"][0] + lora_only       # every weight trainable again
 for name, count in {"LoRA (W frozen)": lora_only, "LoRA + training W": everything}.items():
-    print(f"{name:<18} trainable {count:>15,}   gradient + Adam state: "
+    print(f"{name:<18} trainable {count:>15,}   gradient + Adam state only: "
           f"{12 * count / 1e9:>9,.2f} GB")
 assert everything / lora_only > 30_000
+
+# %% [markdown]
+# The paper gives the full picture for GPT-3 175B (§4.2, "Practical benefits and
+# limitations"): training takes 1.2 TB of GPU memory with full fine-tuning and 350 GB with
+# LoRA, "up to 2/3" less; a checkpoint shrinks from 350 GB to "roughly 35MB", about 10,000
+# times, with $r = 4$ on $W_q$ and $W_v$. Which of these numbers follow from the architecture?
+# Count 16-bit floats, 2 bytes per number, as the paper's Section 7.1 does for adapters ("18M
+# (roughly 35MB if stored in FP16)"):
+
+# %%
+weights_gb = 2 * full_models["GPT-3 175B"][0] / 1e9            # all weights, fp16
+adapter_mb = 2 * lora_params_for_model(96, 12288, 4) / 1e6       # r = 4 on Wq, Wv, fp16
+print(f"GPT-3 weights in fp16:      {weights_gb:6.0f} GB   (paper: 350 GB)")
+print(f"adapter, r = 4 on Wq, Wv:   {adapter_mb:6.1f} MB = {adapter_mb * 1e6 / 2**20:.1f} MiB "
+      f"(paper: 'roughly 35MB'); {weights_gb * 1e3 / adapter_mb:,.0f} times smaller")
+print(f"full fine-tuning vs LoRA:   1.2 TB / 350 GB = {1200 / 350:.1f}  "
+      f"(1.2 TB is {1.2e12 / 175e9:.1f} bytes per parameter)")
+assert round(weights_gb, -1) == 350 and 35 < adapter_mb < 40
+assert 9_000 < weights_gb * 1e3 / adapter_mb < 10_000 and 3 < 1200 / 350 < 3.5
+
+# %% [markdown]
+# So the 350 GB of LoRA training matches the frozen fp16 weights alone, and the
+# 35 MB checkpoint is the $r = 4$ adapter in fp16 (37.7 MB, or 36 MiB — "roughly 35MB"; in
+# float32 it would be twice that). The 1.2 TB of full fine-tuning cannot be rebuilt from the
+# architecture alone: the paper does not say in which precision it keeps gradients and Adam's
+# state. What LoRA drops are exactly those: the weight gradients and the optimiser state of the
+# frozen weights — the paper credits the memory saving to not storing "the optimizer states for
+# the frozen parameters", and reports a 25 % training speed-up from not computing most weight
+# gradients. What it does not drop: the weights, the activations, and the backward pass through
+# every $W_0$ (§3.1).
 
 # %% [markdown]
 # Now the experiment, on our task from §4: the same loop, but with $W$ trainable too. Its
@@ -943,11 +1147,15 @@ assert relative_error(W, W_pre) > 0.1 and removed > 0.1 and share_adapter < 0.5
 # pretrained model; most of the update now lives in $W$ rather than in the adapter; and the
 # adapter file alone cannot reproduce the fine-tuned model. Only $A$ and $B$ may be trained.
 #
-# ### 7.2 Mistake: adding the low-rank product to the output (logits) instead of a weight
+# ### 7.2 Mistake: computing the correction from the model's output instead of the layer's input
 #
-# Another recurring picture adds the product $BA$ to a model's *outputs* — its logits — rather
-# than to a weight matrix. Whatever the details, a correction applied after the layer only sees
-# what the layer already computed, $h_0 = W_0x$. It can add a constant, or it can remix the
+# LoRA's branch *is* added to a layer's output: $h = W_0x + s\,BAx$. What matters is where the
+# branch starts. In LoRA it starts from the layer's **input** $x$ and passes through a
+# (low-rank) weight, $BA$. A recurring picture instead computes the low-rank correction from
+# an **output** — the model's logits, or in general what a layer has already computed,
+# $h_0 = W_0x$ — and adds it there: $h_0 + BAh_0$, or just a learned constant. Whatever the
+# details, a correction computed from
+# $h_0$ only sees what the layer already computed. It can add a constant, or it can remix the
 # entries of $h_0$; it cannot react to anything in $x$ that $W_0$ throws away.
 #
 # Consider a classifier head: 16 input features, 4 logits. $W_0$ (4 × 16) has a 12-dimensional
@@ -1004,7 +1212,7 @@ assert lora_head.losses[-1] < 1e-12 * untouched
 # %% [markdown]
 # Neither output-side fix recovers *any* of the change — not approximately, exactly none —
 # while a rank-1 update of the weight learns it completely. The constructed case makes the point
-# crisp; for a random direction $v$ it is less extreme but still clear. Part of $v$ then lies in
+# crisp; for a random direction $v$ (one draw below) it is less extreme. Part of $v$ then lies in
 # the 4 directions $W_0$ does see, and only that part is reachable from the logits:
 
 # %%
@@ -1017,26 +1225,32 @@ print(f"random direction: best remix of logits removes {1 - remix_g / untouched_
       f"loss; LoRA on the weight removes {1 - lora_g.losses[-1] / untouched_g:.2%}")
 assert remix_g > 0.5 * untouched_g and lora_g.losses[-1] < 1e-10 * untouched_g
 
-
 # %% [markdown]
-# ### 7.3 Mistake: leaving out α/r
+# ### 7.3 ⭐ Optional: Mistake — leaving out α/r, and what the factor is for
 #
 # Some implementations compute $W_0x + BAx$ and drop the factor $\alpha/r$ ("it's just a
-# constant"). For one fixed $r$ a constant factor $c$ in front of $BA$ is indeed harmless, but
-# it is not simply "absorbed into the learning rate". With plain gradient descent it is
-# equivalent to multiplying the learning rate by $c$ *and* rescaling $A$'s initialisation by
-# $\sqrt{c}$. With Adam, which rescales every gradient entry anyway, and because $B$ starts at
-# zero, it is equivalent to multiplying **$B$'s learning rate alone** by $c$ — the paper's remark
-# that with Adam, tuning $\alpha$ is roughly tuning the learning rate "if we scale the
-# initialization appropriately". Either way, a different $c$ means re-tuning. And $c$ does change when you
-# **change $r$** — the first thing everyone does.
+# constant"). At one fixed $r$ that is true in a precise sense: a constant factor $c$ in front
+# of $BA$ can be traded for other hyperparameters. With plain gradient descent it is equivalent
+# to multiplying the learning rate by $c$ *and* $A$'s initialisation by $\sqrt{c}$. With Adam,
+# which rescales every gradient entry anyway, and because $B$ starts at zero, it is equivalent
+# to multiplying **$B$'s learning rate alone** by $c$ — the paper's remark (§4.1) that with
+# Adam, tuning $\alpha$ is roughly tuning the learning rate "if we scale the initialization
+# appropriately".
 #
-# Here is what goes wrong, for Adam (LoRA's usual optimiser, §7.1). In its first step Adam
-# moves every entry by exactly the learning rate (up to its tiny $\varepsilon$), against the
-# sign of that entry's gradient. At the LoRA start ($B_0 = 0$), $A$ has no gradient and stays
-# put (a zero gradient gives a zero Adam step), and $\partial L/\partial B
-# = s\,\nabla_W L\,A^\top$ with $\nabla_W L = G^\top X$, the gradient with respect to the whole
-# weight. So, entry by entry,
+# So the factor earns its keep when **$r$ changes** — and the rank is one of the first things
+# everyone tunes. The paper divides by $r$ because "this scaling helps to reduce the need to
+# retune hyperparameters when we vary $r$". Leaving the factor out is the choice $c = 1$ at
+# every rank; $\alpha/r$, and **rsLoRA**'s $\alpha/\sqrt{r}$ (rank-stabilised LoRA, Kalajdzievski
+# 2023, arXiv:2312.03732; in PEFT, `use_rslora=True`), are two ways of letting $c$ depend on
+# $r$. With $\alpha$ and the learning rate held fixed, each keeps a *different* property of
+# training the same across ranks, and which one also depends on the optimiser. Here we work it
+# out for the first training step, where everything can be computed exactly.
+#
+# **Adam** (LoRA's usual optimiser, §7.1). In its first step Adam moves every entry by exactly
+# the learning rate (up to its tiny $\varepsilon$), against the sign of that entry's gradient.
+# At the LoRA start ($B_0 = 0$), $A$ has no gradient and stays put (a zero gradient gives a
+# zero Adam step), and $\partial L/\partial B = s\,\nabla_W L\,A^\top$ with $\nabla_W L = G^\top
+# X$, the gradient with respect to the whole weight. So, entry by entry,
 #
 # $$B_1 = -\,\text{lr}\cdot\operatorname{sign}\big(\nabla_W L\,A^\top\big),\qquad
 # \Delta W_1 = s\,B_1A .$$
@@ -1047,9 +1261,34 @@ assert remix_g > 0.5 * untouched_g and lora_g.losses[-1] < 1e-10 * untouched_g
 # $$-\langle\nabla_W L, \Delta W_1\rangle = s\cdot\text{lr}\cdot\textstyle\sum_{i,k}
 # \big|(\nabla_W L\,A^\top)_{ik}\big|,$$
 #
-# a sum of $\text{out}\cdot r$ terms of similar size: proportional to $s\cdot r$. With
-# $s = \alpha/r$ the $r$ cancels; with $s = 1$ the first step grows with $r$. Let's measure it on
-# a wider layer (32 × 64), so that ranks up to 64 fit, with a target update of rank 8.
+# a sum of $\text{out}\cdot r$ terms of similar size: roughly proportional to $s\cdot r$. The
+# step's **size** is $\lVert\Delta W_1\rVert_F = s\cdot\text{lr}\cdot
+# \lVert\operatorname{sign}(\nabla_W L\,A^\top)\,A\rVert_F$: the product adds up $r$ rank-1
+# pieces with random-looking signs, and the size of such a sum grows roughly like $\sqrt{r}$,
+# not like $r$ — so the size is roughly proportional to $s\sqrt{r}$.
+#
+# **Plain gradient descent** moves $B$ by the learning rate *times its gradient*, which itself
+# carries $s$: $B_1 = -\text{lr}\cdot s\,\nabla_W L\,A^\top$, so $\Delta W_1 = -\text{lr}\cdot
+# s^2\,\nabla_W L\,A^\top A$ and its progress is $\text{lr}\cdot s^2\,\lVert\nabla_W L\,
+# A^\top\rVert_F^2$, a sum of $\text{out}\cdot r$ squares: roughly proportional to $s^2 r$.
+#
+# ### ✏️ Exercise 4 — which scaling keeps what steady?
+#
+# From these three proportionalities, predict before running the experiment: which of
+# `"alpha/r"`, `"alpha/sqrt(r)"` and `"none"` keeps each quantity roughly the same for every
+# $r$ — Adam's first-step progress, Adam's first-step size, and plain gradient descent's
+# first-step progress?
+
+# %% tags=["exercise"]
+# ✏️ For each, "alpha/r", "alpha/sqrt(r)" or "none": which scaling keeps it steadiest as r grows?
+adam_progress = ...  # ✏️ your answer
+adam_step_size = ...  # ✏️ your answer
+gd_progress = ...  # ✏️ your answer
+
+
+# %% [markdown]
+# Let's measure it on a wider layer (32 × 64), so that ranks up to 64 fit, with a target update
+# of rank 8: real Adam runs for each rank and each scaling, and one real gradient-descent step.
 
 # %%
 def adam_update(p: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, t: int,
@@ -1058,7 +1297,7 @@ def adam_update(p: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, t
     """One Adam step for a parameter p of any shape; m, v are its running averages.
 
     Returns the new (p, m, v). Why: Adam moves each entry by about lr, whatever the
-    gradient's size -- the reason LoRA divides by r.
+    gradient's size -- which is what makes its first step easy to predict.
     """
     m = b1 * m + (1 - b1) * grad
     v = b2 * v + (1 - b2) * grad**2
@@ -1069,8 +1308,8 @@ def adam_update(p: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, t
 def adam_lora(X: np.ndarray, Y: np.ndarray, W0: np.ndarray, r: int, scale: float, lr: float,
               steps: int, seed: int = 1) -> tuple[list, np.ndarray]:
     """Adam on A (r, in), B (out, r) with ΔW = scale * B @ A, from LoRA's start; returns
-    the loss before each step and ΔW after the first. Why: §7.3's experiment, with or
-    without the 1/r."""
+    the loss before each step and ΔW after the first. Why: §7.3's experiment, for any
+    scaling of BA."""
     A, B = init_lora(X.shape[1], Y.shape[1], r, seed)
     mA, vA, mB, vB = (np.zeros_like(A), np.zeros_like(A), np.zeros_like(B), np.zeros_like(B))
     losses, first_step = [], None
@@ -1092,21 +1331,45 @@ U8, V8 = (orthonormal_columns(rng_w.normal(size=(n, 8))) for n in (32, 64))
 Y_wide = X_wide @ (W_wide + (U8 * np.linspace(1.0, 0.5, 8)) @ V8.T).T  # rank-8 update
 W_grad = mse_loss(X_wide @ W_wide.T, Y_wide)[1].T @ X_wide    # ∇_W L at the start, (32, 64)
 
-alpha_w, lr_w, ranks = 8.0, 0.005, (1, 2, 4, 8, 16, 32, 64)
-scales = {rr: {"with α/r": alpha_w / rr, "without": 1.0} for rr in ranks}
-adam_runs = {(label, rr): adam_lora(X_wide, Y_wide, W_wide, rr, scale, lr=lr_w, steps=40)
-             for rr in ranks for label, scale in scales[rr].items()}
-
-# %%
-progress = {key: -np.sum(W_grad * first) for key, (_, first) in adam_runs.items()}
-for (label, rr), value in progress.items():                  # the formula above, checked
-    A_start = init_lora(64, 32, rr, seed=1)[0]
-    predicted = scales[rr][label] * lr_w * np.abs(W_grad @ A_start.T).sum()
-    np.testing.assert_allclose(value, predicted, rtol=1e-4)
+alpha_w, lr_w, lr_gd, ranks = 8.0, 0.005, 0.5, (1, 2, 4, 8, 16, 32, 64)
+scalings = {"alpha/r": lambda rr: alpha_w / rr, "alpha/sqrt(r)": lambda rr: alpha_w / rr**0.5,
+            "none": lambda rr: 1.0}
+adam_runs = {(label, rr): adam_lora(X_wide, Y_wide, W_wide, rr, scale(rr), lr=lr_w, steps=40)
+             for rr in ranks for label, scale in scalings.items()}
 
 
 # %%
-def spread(label: str, values: dict, over: tuple = ranks) -> float:
+def gd_first_step(rr: int, scale: float) -> np.ndarray:
+    """ΔW after one plain gradient-descent step (lr_gd) from LoRA's start, rank rr.
+
+    Why: the gradient-descent counterpart of Adam's first step.
+    """
+    A0, B0 = init_lora(64, 32, rr, seed=1)
+    G_w = mse_loss(lora_forward(X_wide, W_wide, A0, B0, scale * rr), Y_wide)[1]
+    B1 = B0 - lr_gd * lora_backward(X_wide, W_wide, A0, B0, scale * rr, G_w).B
+    return scale * B1 @ A0
+
+
+# %%
+first = {"adam": {key: run[1] for key, run in adam_runs.items()},
+         "gd": {(label, rr): gd_first_step(rr, scale(rr))
+                for rr in ranks for label, scale in scalings.items()}}
+progress = {opt: {key: -np.sum(W_grad * dW) for key, dW in steps.items()}
+            for opt, steps in first.items()}
+size = {key: np.linalg.norm(dW) for key, dW in first["adam"].items()}
+for label, rr in first["adam"]:                               # the formulas above, checked
+    A_start, s_w = init_lora(64, 32, rr, seed=1)[0], scalings[label](rr)
+    M_start = W_grad @ A_start.T
+    np.testing.assert_allclose(progress["adam"][label, rr],
+                               s_w * lr_w * np.abs(M_start).sum(), rtol=1e-4)
+    np.testing.assert_allclose(size[label, rr],
+                               s_w * lr_w * np.linalg.norm(np.sign(M_start) @ A_start), rtol=1e-3)
+    np.testing.assert_allclose(progress["gd"][label, rr],
+                               lr_gd * s_w**2 * np.linalg.norm(M_start) ** 2, rtol=1e-10)
+
+
+# %%
+def spread(values: dict, label: str, over: tuple = ranks) -> float:
     """max / min of values[label, r] over the ranks r in `over`.
 
     Why: one number for "how much does this depend on r?".
@@ -1116,32 +1379,63 @@ def spread(label: str, values: dict, over: tuple = ranks) -> float:
 
 
 # %%
-print(" r   first-step progress (×1000): with α/r   without scaling")
-for rr in ranks:
-    print(f"{rr:>2}   {1e3 * progress['with α/r', rr]:>32.3g}   "
-          f"{1e3 * progress['without', rr]:>15.3g}")
-ratio_1, ratio_64 = (progress["without", 8] / progress["without", 1],
-                     progress["without", 64] / progress["without", 8])
-print(f"without scaling: {ratio_1:.1f} times smaller at r = 1 and {ratio_64:.1f} times larger "
-      f"at r = 64 than at r = 8;  max/min over r: with α/r {spread('with α/r', progress):.1f}, "
-      f"without {spread('without', progress):.0f}")
-assert spread("with α/r", progress) < 2 and spread("without", progress) > 30
-assert np.all(np.diff([progress["without", rr] for rr in ranks]) > 0)  # grows with every r
-assert 4 < ratio_1 < 16 and 4 < ratio_64 < 16                          # roughly ×8, ×8
-
-# %% [markdown]
-# Every entry of the table is $s\cdot\text{lr}\cdot\sum|\nabla_W L\,A^\top|$ (checked above).
-# Without the scaling the first step's progress grows roughly in proportion to $r$: the printed
-# ratios between $r = 1$, $8$ and $64$ are of the order of the rank ratio, 8. With $\alpha/r$
-# it stays within a factor of 2 (asserted) across the whole 64-fold range of ranks; what is
-# left is the chance variation of a sum of only $\text{out}\cdot r$ terms. (At $r = 8 = \alpha$ the two coincide,
-# as if $\alpha$ had been tuned there.) The training curves tell the same story:
+rows = {rr: [1e3 * progress["adam"][k, rr] for k in scalings] + [size[k, rr] for k in scalings]
+        + [1e3 * progress["gd"][k, rr] for k in scalings] for rr in ranks}
+rows["max/min"] = [spread(v, k) for v in (progress["adam"], size, progress["gd"])
+                   for k in scalings]
+groups = ("Adam: progress ×1000", "Adam: ||ΔW_1||_F", "grad. descent: progr. ×1000")
+print(f"{'':>7} │ " + " │ ".join(f"{g:<23}" for g in groups))
+print(f"{'r':>7} │ " + " │ ".join(" ".join(f"{h:>7}" for h in ("α/r", "α/√r", "none"))
+                                   for _ in groups))
+for rr, row in rows.items():
+    print(f"{rr!s:>7} │ " + " │ ".join(" ".join(f"{v:>7.3g}" for v in row[i:i + 3])
+                                       for i in (0, 3, 6)))
 
 # %%
-panels = {label: {f"r = {rr}": adam_runs[label, rr][0] for rr in ranks}
-          for label in ("with α/r", "without")}
+assert spread(progress["adam"], "alpha/r") < 2 < 5 < spread(progress["adam"], "alpha/sqrt(r)") < 16
+assert 50 < spread(progress["adam"], "none") < 130                  # roughly like r: 64-fold
+assert spread(size, "alpha/sqrt(r)") < 1.5 < 4 < min(spread(size, "alpha/r"), spread(size, "none"))
+assert np.all(np.diff([size["alpha/r", rr] for rr in ranks]) < 0)  # α/r: the step shrinks ...
+assert 4 < size["alpha/r", 1] / size["alpha/r", 64] < 8            # ... roughly like 1/sqrt(r)
+assert spread(progress["gd"], "alpha/sqrt(r)", ranks[2:]) < 1.5
+assert spread(progress["gd"], "alpha/sqrt(r)") < 3.5 < 20 < spread(progress["gd"], "alpha/r")
+assert np.all(np.diff([progress["adam"]["none", rr] for rr in ranks]) > 0)  # grows with every r
+observed = {name: min(scalings, key=lambda k, v=values: spread(v, k)) for name, values in
+            (("adam_progress", progress["adam"]), ("adam_step_size", size),
+             ("gd_progress", progress["gd"]))}
+assert observed == {"adam_progress": "alpha/r", "adam_step_size": "alpha/sqrt(r)",
+                    "gd_progress": "alpha/sqrt(r)"}
+
+# %%
+_ = checks.check_scaling_choices(adam_progress, adam_step_size, gd_progress, observed=observed)
+
+# %% [markdown]
+# Every entry of the first table is the formula above (checked). Reading the table row by row:
+#
+# * **Adam, progress.** Without a factor it grows with every rank, roughly in proportion to
+#   $r$ (max/min over the 64-fold range of ranks between 50 and 130, asserted). With $\alpha/r$
+#   it stays within a factor of 2 (asserted); what is left is the chance variation of a sum of
+#   only $\text{out}\cdot r$ terms. With $\alpha/\sqrt{r}$ it grows roughly like $\sqrt{r}$
+#   (max/min between 5 and 16, asserted; $\sqrt{64} = 8$). (At $r = 8 = \alpha$ the columns
+#   "α/r" and "none" coincide, as if $\alpha$ had been tuned there.)
+# * **Adam, size.** With $\alpha/r$ the step *shrinks* with every rank, from 0.129 at $r = 1$
+#   to 0.0205 at $r = 64$, roughly like $1/\sqrt{r}$ (asserted). With $\alpha/\sqrt{r}$ it stays
+#   within a factor of 1.5 (asserted): rsLoRA's scaling keeps the size of the update steady.
+# * **Plain gradient descent, progress.** Here $\alpha/\sqrt{r}$ is the steady one (within a
+#   factor of 1.5 from $r = 4$ on, asserted; the smallest ranks vary more by chance), while with
+#   $\alpha/r$ progress falls roughly like $1/r$ (32-fold, asserted above 20).
+#
+# So the common summary "α/r keeps the step size the same when r changes" is not what happens.
+# With Adam, $\alpha/r$ keeps the first step's first-order *progress* steady across ranks while
+# its size shrinks; $\alpha/\sqrt{r}$ keeps the *size* steady while the progress grows; and with
+# plain gradient descent it is $\alpha/\sqrt{r}$ that keeps the progress steady. The training
+# curves over 40 Adam steps:
+
+# %%
+titles = {"alpha/r": "with α/r (α = 8)", "alpha/sqrt(r)": "with α/√r (rsLoRA, α = 8)",
+          "none": "without scaling (ΔW = B·A)"}
 fig = plots.loss_curves_figure(
-    {"with α/r (α = 8)": panels["with α/r"], "without scaling (ΔW = B·A)": panels["without"]},
+    {titles[k]: {f"r = {rr}": adam_runs[k, rr][0] for rr in ranks} for k in scalings},
     suptitle="Adam, the same learning rate for every rank")
 display(fig)
 
@@ -1149,71 +1443,81 @@ display(fig)
 drop = {key: losses[0] - losses[5] for key, (losses, _) in adam_runs.items()}  # 5 steps
 for over in (ranks, ranks[2:]):
     print(f"loss decrease in the first 5 steps, max/min over r = {over[0]}..{over[-1]}: "
-          f"with α/r {spread('with α/r', drop, over):.1f}, "
-          f"without {spread('without', drop, over):.1f}")
-assert spread("with α/r", drop, ranks[2:]) < 1.3 and spread("without", drop, ranks[2:]) > 5
-assert spread("without", drop) > 5 * spread("with α/r", drop)
+          + ", ".join(f"{titles[k].split(' (')[0]} {spread(drop, k, over):.1f}"
+                      for k in scalings))
+assert spread(drop, "alpha/r", ranks[2:]) < 1.3 < spread(drop, "alpha/sqrt(r)", ranks[2:])
+assert spread(drop, "none", ranks[2:]) > 2 * spread(drop, "alpha/sqrt(r)", ranks[2:])
+assert max(drop["alpha/r", 1], drop["alpha/r", 2]) < min(drop["alpha/r", rr] for rr in ranks[2:])
+assert adam_runs["alpha/r", 64][0][-1] < adam_runs["alpha/r", 8][0][-1] / 2   # after 40 steps
 
 # %% [markdown]
-# With $\alpha/r$, the curves for $r = 4$ to $64$ lie on top of each other for the first five steps (asserted above). Later the larger ranks pull ahead — not because they can express more (the target
-# has rank 8, which $r = 8$ already fits exactly) but because the optimisation is easier with
-# more room to move. Without the scaling the curves fan out from the very first step: the
-# learning rate you tuned at one rank becomes, in effect, a different learning rate at every
-# other rank.
+# With $\alpha/r$, the curves for $r = 4$ to $64$ stay close together for the first five steps
+# (their loss decreases differ by less than 30 %, asserted); later the larger ranks pull ahead
+# ($r = 64$ ends below half the loss of $r = 8$, asserted), although $r = 8$ can already express
+# the rank-8 target exactly. With $\alpha/\sqrt{r}$, and even more without a factor, the larger
+# ranks take larger steps from the very first one, so the curves fan out at once.
 #
-# Faster is not better here. The large-$r$ runs on the right are fast only because their steps
-# are bigger than anything that was tuned — exactly as if the learning rate had been raised
-# for them — and a bigger step is just as likely to overshoot on another problem. The point of
-# $\alpha/r$ is that the step size you tuned stays the step size you get.
-#
-# The scaling does not make all ranks identical. Even with $\alpha/r$, $r = 1$ and $2$ are
-# slower. Partly that is capacity — they cannot express a rank-8 change — and partly it is the
-# direction of the step: $\alpha/r$ fixes the *downhill* part of the first step, but not how
-# much of the step goes elsewhere. The step's size, $\lVert\Delta W_1\rVert_F =
-# s\cdot\text{lr}\cdot\lVert\operatorname{sign}(\nabla_W L\,A^\top)\,A\rVert_F$, shrinks only
-# roughly like $\alpha/\sqrt{r}$: the product adds up $r$ random-looking rank-1 pieces, whose
-# sizes add like $\sqrt{r}$, not like $r$. So at small $r$ most of the step is not aligned with
-# $-\nabla_W L$:
+# Even with $\alpha/r$, $r = 1$ and $2$ are slower from the start (asserted). One reason is the
+# direction of the first step: with few rank-1 pieces, most of $\Delta W_1$ is not aligned
+# with $-\nabla_W L$. This alignment does not depend on the scaling (up to Adam's tiny
+# $\varepsilon$), and in the long run $r = 1$ and $2$ cannot express a rank-8 change anyway:
 
 # %%
-print(" r   ||ΔW_1||_F   cosine with -∇W L      (with α/r)")
-first_norm, alignment = {}, {}
-for rr in ranks:
-    first_norm[rr] = np.linalg.norm(adam_runs["with α/r", rr][1])
-    alignment[rr] = progress["with α/r", rr] / (first_norm[rr] * np.linalg.norm(W_grad))
-    print(f"{rr:>2}   {first_norm[rr]:>10.3f}   {alignment[rr]:>17.2f}")
-assert np.all(np.diff(list(first_norm.values())) < 0)         # the step shrinks with r ...
-assert np.all(np.diff(list(alignment.values())) > 0)          # ... and points more downhill
-assert 4 < first_norm[1] / first_norm[64] < 8                 # roughly like 1/sqrt(r)
+alignment = {rr: progress["adam"]["alpha/r", rr] / (size["alpha/r", rr] * np.linalg.norm(W_grad))
+             for rr in ranks}
+for k in scalings:                          # the same for every scaling (up to Adam's eps)
+    np.testing.assert_allclose([progress["adam"][k, rr] / (size[k, rr] * np.linalg.norm(W_grad))
+                                for rr in ranks], list(alignment.values()), rtol=1e-3)
+print("cosine between ΔW_1 and -∇W L:  "
+      + "  ".join(f"r = {rr}: {c:.2f}" for rr, c in alignment.items()))
+assert np.all(np.diff(list(alignment.values())) > 0)          # points more downhill with r
 
 # %% [markdown]
-# A later notebook (03, coming) compares $\alpha/r$ with **rsLoRA** (rank-stabilised LoRA,
-# Kalajdzievski 2023), which scales by $\alpha/\sqrt{r}$ instead and so treats large ranks
-# differently.
+# **Which scaling is right, then?** This toy does not decide it, and does not try to. $\alpha/r$
+# holds Adam's early per-step progress fixed, so a learning rate tuned at one rank does about
+# the same at the next — the reason the LoRA paper gives. rsLoRA (Kalajdzievski 2023) analyses
+# training as $r$ grows large and argues that with $\alpha/r$ larger ranks learn too slowly to
+# pay off ("gradient collapse"), while $\alpha/\sqrt{r}$ keeps learning stable across ranks;
+# it reports that larger ranks then do help in its fine-tuning experiments. Our first-step
+# numbers are consistent with both descriptions: with $\alpha/r$, Adam's step shrinks like
+# $1/\sqrt{r}$ as the rank grows, and with plain gradient descent even its progress falls like
+# $1/r$. A later notebook (03, coming) continues this comparison in PyTorch over longer runs.
+# Either way, **leaving the factor out** makes the first step's progress grow in proportion to
+# $r$ under Adam: a learning rate tuned at one rank becomes, in effect, a different learning
+# rate at every other.
 
 # %% [markdown]
 # ## Summary
 #
 # * **Shapes.** $\Delta W = \frac{\alpha}{r}BA$ with $B$ (out × r) and $A$ (r × in), so
 #   $\operatorname{rank}\Delta W \le r$ and LoRA trains $r(\text{out} + \text{in})$ numbers per
-#   adapted weight. For the LoRA paper's models that is 0.3M for RoBERTa-base and 4.7M for GPT-3
-#   175B at $r = 1$ — computed from the architecture, not copied.
+#   adapted weight. For the LoRA paper's models that is 0.3M for RoBERTa-base ($r = 8$ on $W_q$
+#   and $W_v$) and 4.7M for GPT-3 175B ($r = 1$ on $W_q$ and $W_v$, or $r = 2$ on $W_v$) —
+#   computed from the architecture, not copied.
 # * **Forward.** $h = W_0x + \frac{\alpha}{r}B(Ax)$; with a batch of rows,
 #   `x @ W0.T + s * (x @ A.T) @ B.T`. $\Delta W$ is never formed during training.
 # * **Gradients.** $\partial L/\partial B = s\,gu^\top$ and $\partial L/\partial A =
 #   s\,B^\top g\,x^\top$ (batch: $s\,G^\top U$ and $s\,(GB)^\top X$, with a mean loss's
-#   $1/(N\cdot\text{out})$ inside $G$), confirmed by finite differences. $W_0$ gets none.
+#   $1/(N\cdot\text{out})$ inside $G$), confirmed by finite differences. $W_0$ gets no weight
+#   gradient, but the gradient passed on to the input, $W_0^\top g + s\,A^\top B^\top g$, still
+#   goes through it.
 # * **Start.** $B = 0$ with a random $A$ keeps the pretrained model exactly and still learns;
-#   both zero is a saddle point that never moves; both random damages the pretrained model
+#   both zero is a saddle point that never moves; both random changes the pretrained model
 #   before training starts.
-# * **Training.** For one linear layer with whitened inputs, plain gradient descent recovers a
-#   hidden rank-$r$ update; when the true update has a higher rank, it converges to the best
-#   rank-$r$ approximation — the truncated SVD of notebook 01 — and to its input-weighted
-#   version when the inputs are not whitened.
-# * **Merging.** $W' = W_0 + \frac{\alpha}{r}BA$ gives identical outputs at exactly the cost of
-#   the pretrained layer.
-# * **Mistakes.** Training $W$ too is full fine-tuning in disguise; a correction on the outputs
-#   cannot see what $W_0$ ignores; without $\alpha/r$, the progress of Adam's first step grows in proportion to $r$, so a learning rate tuned at one rank is wrong at every other.
+# * **Training.** For one linear layer with whitened inputs, plain gradient descent from LoRA's
+#   start recovered a hidden rank-$r$ update; when the true update had a higher rank, it reached
+#   the best rank-$r$ approximation — the truncated SVD of notebook 01 — and its input-weighted
+#   version when the inputs were not whitened. ⭐ Its learning-rate limit is set by the
+#   curvature at the minima ($2/\lambda_\max$), not at the start.
+# * **Merging.** $W' = W_0 + \frac{\alpha}{r}BA$ gives the same outputs at exactly the cost of
+#   the pretrained layer; unmerging gives $W_0$ back up to rounding — of the order of
+#   float32's $\varepsilon$ times the entries' size in float32.
+# * **Mistakes.** Training $W$ too is full fine-tuning in disguise (LoRA's memory saving is the
+#   weight gradients and optimiser state of the frozen weights); a correction computed from the
+#   model's output rather than from the layer's input cannot see what $W_0$ ignores; without a
+#   factor, the progress of Adam's first step grows in proportion to $r$. ⭐ With Adam,
+#   $\alpha/r$ keeps that progress steady across ranks and rsLoRA's $\alpha/\sqrt{r}$ keeps the
+#   step's size steady; with plain gradient descent, $\alpha/\sqrt{r}$ keeps the progress steady.
 #
 # **Next:** a later notebook (03, coming) builds the same layer in PyTorch as `LoRALinear`,
 # checks it against the NumPy version of this notebook, and lets autograd take over the

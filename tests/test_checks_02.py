@@ -1,266 +1,306 @@
-"""The notebook-02 self-checks accept correct answers and explain typical wrong ones.
+"""The notebook-02 self-checks accept every correct answer and name each typical mistake.
 
-Each checker must print a pass for a right answer, and for each usual mistake a
-"not yet" plus a hint that names the mistake -- never raise on the learner's bugs.
+For every checker: a correct answer in float64 and in float32 passes; each mistake in the
+checker's table is rejected with its own hint; the stub (``NotImplementedError`` or ``...``)
+gets a friendly "not yet"; something that is not an answer gets a clear message; and a
+malformed reference from the notebook is a ``ValueError``, not a silent pass.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 from lora_lab import checks
-
-# ---------------------------------------------------------------- correct answers
-
-
-def param_count(shapes: list[tuple[int, int]], r: int) -> int:
-    return sum(r * (out_features + in_features) for out_features, in_features in shapes)
+from lora_lab.checks import nb02
 
 
-def forward(x, W0, A, B, alpha):
-    return x @ W0.T + (alpha / A.shape[0]) * (x @ A.T) @ B.T
+def verdict(capsys: pytest.CaptureFixture[str], result: bool) -> tuple[bool, str]:
+    return result, capsys.readouterr().out
 
 
-def grads(x, W0, A, B, alpha, grad_h):
+def assert_accepted(capsys, result: bool) -> None:
+    ok, out = verdict(capsys, result)
+    assert ok is True, out
+    assert "✅" in out and "correct" in out
+
+
+def assert_rejected(capsys, result: bool, *hint_words: str) -> str:
+    ok, out = verdict(capsys, result)
+    assert ok is False, out
+    assert "❌" in out and "not yet" in out and "Hint:" in out
+    for word in hint_words:
+        assert word in out, f"{word!r} not in {out!r}"
+    return out
+
+
+# --------------------------------------------------------------------------- check_grad_x
+
+
+def grad_x(x, W0, A, B, alpha, grad_h):
+    return grad_h @ W0 + (alpha / A.shape[0]) * (grad_h @ B) @ A
+
+
+def grad_x_float32(x, W0, A, B, alpha, grad_h):
+    x, W0, A, B, grad_h = (np.asarray(v, dtype=np.float32) for v in (x, W0, A, B, grad_h))
+    return grad_h @ W0 + np.float32(alpha / A.shape[0]) * (grad_h @ B) @ A
+
+
+def grad_x_column_form(x, W0, A, B, alpha, grad_h):
+    """The same maths one example at a time, W0^T g + s A^T B^T g, in a loop."""
     s = alpha / A.shape[0]
-    return s * (grad_h @ B).T @ x, s * grad_h.T @ (x @ A.T)
+    return np.stack([W0.T @ g + s * A.T @ (B.T @ g) for g in grad_h])
 
 
-def merge(W0, A, B, alpha):
-    return W0 + (alpha / A.shape[0]) * B @ A
+@pytest.mark.parametrize("answer", [grad_x, grad_x_float32, grad_x_column_form])
+def test_grad_x_accepts_correct_answers_in_float64_and_float32(capsys, answer) -> None:
+    assert_accepted(capsys, checks.check_grad_x(answer))
 
 
-def stub(*args):
-    raise NotImplementedError("exercise: write me")
+def test_grad_x_accepts_a_float32_answer_on_float32_inputs_only_to_float32_precision() -> None:
+    case = nb02._grad_x_cases()[2]
+    assert case["x"].dtype == np.float32                      # one case is float32 throughout
+    got = grad_x(*(case[k] for k in nb02._GRAD_X_NAMES))
+    assert got.dtype == np.float32
 
 
-def _verdict(capsys) -> str:
-    return capsys.readouterr().out
+def _with_scale(scale):
+    """A learner's dL/dx whose LoRA path uses ``scale(alpha, A)`` instead of alpha / r."""
+    return lambda x, W0, A, B, a, G: G @ W0 + scale(a, A) * (G @ B) @ A
 
 
-# ---------------------------------------------------------------- shared behaviour
+@pytest.mark.parametrize(("wrong", "hint"), [
+    (_with_scale(lambda a, A: a // A.shape[0]), "`alpha // r` is floor division"),
+    (_with_scale(lambda a, A: 1.0), "the LoRA path lost its scaling"),
+    (_with_scale(lambda a, A: a), "the scaling is s = alpha / r, not alpha."),
+    (_with_scale(lambda a, A: a / A.shape[1]), "r is the number of rows of A, `A.shape[0]`"),
+    (_with_scale(lambda a, A: A.shape[0] / a), "upside down"),
+    (_with_scale(lambda a, A: a / math.sqrt(A.shape[0])), "rsLoRA's scaling"),
+    (lambda x, W0, A, B, a, G: a / A.shape[0] * (G @ B) @ A, "the frozen path is missing"),
+    (lambda x, W0, A, B, a, G: G @ W0, "only the frozen path G @ W0 came back"),
+    (lambda *args: grad_x(*args) / len(args[0]), "do not average again"),
+    (lambda *args: grad_x(*args).T, "dL/dx has the shape of x: (N, in)"),
+])
+def test_grad_x_rejects_each_typical_mistake_with_its_own_hint(capsys, wrong, hint) -> None:
+    assert_rejected(capsys, checks.check_grad_x(wrong), hint)
 
-ALL_CHECKS = [checks.check_param_count, checks.check_lora_forward, checks.check_lora_grads,
-              checks.check_merge]
+
+def test_grad_x_integer_division_is_never_told_to_add_a_missing_branch(capsys) -> None:
+    """`alpha // r` is caught as integer division; where it is 0 the hint names both causes."""
+    out = assert_rejected(capsys, checks.check_grad_x(_with_scale(lambda a, A: a // A.shape[0])))
+    assert "floor division" in out and "x also reaches h" not in out
+    case = nb02._grad_x_cases()[1]
+    assert case["alpha"] // case["A"].shape[0] == 0             # 1.5 // 3: here the two coincide
+    hints = [m.hint for m in nb02._grad_x_mistakes(case)]
+    assert "`alpha // r` is 0 whenever alpha < r" in hints[0]
 
 
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_stub_gets_a_friendly_not_yet(check, capsys):
-    assert check(stub) is False
-    out = _verdict(capsys)
-    assert "not yet" in out and "NotImplementedError" in out
-    assert "replace the line `raise NotImplementedError(...)`" in out
+def test_grad_x_hints_never_point_the_wrong_way() -> None:
+    """Every mistake in the table differs from the right answer, in every case."""
+    for case in nb02._grad_x_cases():
+        expected = grad_x(*(np.asarray(case[k], dtype=np.float64) if k != "alpha" else case[k]
+                            for k in nb02._GRAD_X_NAMES))
+        for mistake in nb02._grad_x_mistakes(case):
+            assert mistake.value.shape != expected.shape or \
+                np.abs(mistake.value - expected).max() > 1e-3 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_passing_something_that_is_not_a_function_is_a_clear_type_error(check):
+def test_grad_x_fallback_hint_does_not_give_the_formula_away(capsys) -> None:
+    out = assert_rejected(capsys, checks.check_grad_x(lambda *args: 2 * grad_x(*args)),
+                          "two paths")
+    assert "grad_h @ W0 +" not in out and "@ B) @ A" not in out
+
+
+def test_grad_x_shape_errors_get_a_shape_hint(capsys) -> None:
+    assert_rejected(capsys, checks.check_grad_x(lambda x, W0, A, B, a, G: G @ W0.T),
+                    "ValueError", "a shape does not fit", "A (r, in)")
+
+
+def test_grad_x_stub_and_misuse(capsys) -> None:
+    def stub(*args):
+        raise NotImplementedError("exercise: write my_grad_x")
+
+    assert_rejected(capsys, checks.check_grad_x(stub), "NotImplementedError", "replace the line")
+    assert_rejected(capsys, checks.check_grad_x(lambda *args: None), "forget the `return`")
     with pytest.raises(TypeError, match="pass your function itself"):
-        check(42)
+        checks.check_grad_x(42)
 
 
-@pytest.mark.parametrize("check", ALL_CHECKS)
-def test_an_unexpected_exception_is_reported_not_raised(check, capsys):
-    def broken(*args):
-        raise ZeroDivisionError("oops")
+def test_grad_x_catches_an_edit_of_its_input(capsys) -> None:
+    def in_place(x, W0, A, B, alpha, grad_h):
+        W0 *= 2
+        return grad_x(x, W0 / 2, A, B, alpha, grad_h)
 
-    assert check(broken) is False
-    assert "ZeroDivisionError: oops" in _verdict(capsys)
-
-
-# ---------------------------------------------------------------- check_param_count
+    assert_rejected(capsys, checks.check_grad_x(in_place), "changed its argument W0 in place")
+    assert_accepted(capsys, checks.check_grad_x(grad_x))      # the cases were not poisoned
 
 
-def test_param_count_accepts_correct_answer(capsys):
-    assert checks.check_param_count(param_count) is True
-    assert "✅ lora_param_count: correct" in _verdict(capsys)
+# --------------------------------------------------------------------------- init predictions
+
+OBSERVED_INIT = {"A_gets_gradient": {"random"}, "B_gets_gradient": {"lora", "random"},
+                 "outputs_change_at_step_0": {"random"}, "never_learns": {"zeros"}}
+RIGHT_INIT = dict(OBSERVED_INIT)
 
 
-def test_param_count_accepts_a_whole_float():
-    assert checks.check_param_count(lambda shapes, r: float(param_count(shapes, r))) is True
+def check_init(**changes):
+    answers = {**RIGHT_INIT, **changes}
+    return checks.check_init_predictions(*(answers[q] for q in nb02.INIT_QUESTIONS),
+                                         observed=OBSERVED_INIT)
 
 
-def _per_weight(count):
-    """A learner's answer that applies ``count(o, i, r)`` to every weight and sums."""
-    return lambda shapes, r: sum(count(o, i, r) for o, i in shapes)
+@pytest.mark.parametrize("container", [set, frozenset, list, tuple])
+def test_init_accepts_the_right_sets_in_any_container(capsys, container) -> None:
+    answers = {q: container(sorted(v)) for q, v in RIGHT_INIT.items()}
+    assert_accepted(capsys, check_init(**answers))
 
 
-def _first_only(shapes, r):
-    for o, i in shapes:
-        return r * (o + i)
+def test_init_compares_with_what_was_observed_not_a_fixed_answer(capsys) -> None:
+    """If the experiment had shown something else, that is what the check would want."""
+    other = {**OBSERVED_INIT, "never_learns": {"zeros", "random"}}
+    result = checks.check_init_predictions(*(OBSERVED_INIT[q] for q in nb02.INIT_QUESTIONS[:3]),
+                                           {"zeros", "random"}, observed=other)
+    assert_accepted(capsys, result)
 
 
-def _last_only(shapes, r):
-    total = 0
-    for o, i in shapes:
-        total = r * (o + i)
-    return total
-
-
-@pytest.mark.parametrize(("wrong", "hint", "expected"), [
-    (_per_weight(lambda o, i, r: o * i), "size of the full weights W", 32),
-    (_per_weight(lambda o, i, r: r * o * i), "add up, they do not multiply", 32),
-    (_per_weight(lambda o, i, r: r * o), "you counted B (out × r) only", 32),
-    (_per_weight(lambda o, i, r: r * i), "you counted A (r × in) only", 32),
-    (_per_weight(lambda o, i, r: o + i), "multiply by r", 32),
-    (_per_weight(lambda o, i, r: 2 * r * i), "not square", 32),
-    (_first_only, "you counted the first weight only", 62),
-    (_last_only, "`total += ...`, not `total = ...`", 62),
-    (lambda shapes, r: 7, "write down the shapes of each B and A", 32),
+@pytest.mark.parametrize(("question", "answer", "hint"), [
+    ("A_gets_gradient", {"lora", "random"}, "B = 0 at LoRA's start"),
+    ("A_gets_gradient", {"random", "zeros"}, "contains B, and B = 0 here"),
+    ("A_gets_gradient", set(), "B != 0, so dL/dA"),
+    ("B_gets_gradient", {"random"}, "random (non-zero) at LoRA's start"),
+    ("B_gets_gradient", {"lora", "random", "zeros"}, "contains A, and A = 0 here"),
+    ("B_gets_gradient", {"lora"}, "random (non-zero) here"),
+    ("outputs_change_at_step_0", {"lora", "random"}, "B = 0 makes B A exactly zero"),
+    ("outputs_change_at_step_0", {"zeros", "random"}, "both factors are zero, so B A = 0"),
+    ("outputs_change_at_step_0", set(), "move before any training"),
+    ("never_learns", set(), "gradient descent never moves"),
+    ("never_learns", {"zeros", "lora"}, "from step 1 on B != 0"),
+    ("never_learns", {"zeros", "random"}, "its problem is where it starts"),
 ])
-def test_param_count_rejects_typical_mistakes_with_a_hint(wrong, hint, expected, capsys):
-    assert checks.check_param_count(wrong) is False
-    out = _verdict(capsys)
-    assert "❌ lora_param_count: not yet" in out and f"expected {expected}" in out
-    assert hint in out
+def test_init_rejects_each_wrong_prediction_with_its_own_hint(capsys, question, answer,
+                                                              hint) -> None:
+    out = assert_rejected(capsys, check_init(**{question: answer}), hint)
+    assert question in out
 
 
-def test_param_count_rejects_non_numbers(capsys):
-    assert checks.check_param_count(lambda shapes, r: [r * (o + i) for o, i in shapes]) is False
-    assert "not one number" in _verdict(capsys)
-    assert checks.check_param_count(lambda shapes, r: "32") is False
-    assert "not a whole number" in _verdict(capsys)
-    assert checks.check_param_count(lambda shapes, r: True) is False
-
-
-def test_param_count_does_not_let_the_learner_change_the_cases():
-    def pops(shapes, r):
-        total = param_count(shapes, r)
-        shapes.clear()
-        return total
-
-    assert checks.check_param_count(pops) is True
-    assert checks.check_param_count(param_count) is True
-
-
-# ---------------------------------------------------------------- check_lora_forward
-
-
-def test_forward_accepts_correct_answers(capsys):
-    assert checks.check_lora_forward(forward) is True
-    assert "✅ my_lora_forward: correct" in _verdict(capsys)
-    # forming ΔW first is slower but correct too
-    assert checks.check_lora_forward(
-        lambda x, W0, A, B, a: x @ (W0 + a / A.shape[0] * B @ A).T) is True
-
-
-@pytest.mark.parametrize(("wrong", "hint"), [
-    (lambda x, W0, A, B, a: x @ W0.T + (x @ A.T) @ B.T, "you forgot the scaling"),
-    (lambda x, W0, A, B, a: x @ W0.T + a * (x @ A.T) @ B.T, "not alpha."),
-    (lambda x, W0, A, B, a: x @ W0.T + A.shape[0] / a * (x @ A.T) @ B.T, "upside down"),
-    (lambda x, W0, A, B, a: x @ W0.T, "add the LoRA branch"),
-    (lambda x, W0, A, B, a: a / A.shape[0] * (x @ A.T) @ B.T, "frozen part is missing"),
-    (lambda x, W0, A, B, a: forward(x, W0, A, B, a).T, "column form (out, N)"),
+@pytest.mark.parametrize(("answer", "hint"), [
+    ("lora", "write a set of names, e.g. {'lora'}"),
+    ({}, "an empty set is written set()"),
+    ({"LoRA"}, "use the names 'lora', 'zeros', 'random'"),
+    (3, "write a set such as"),
 ])
-def test_forward_rejects_typical_mistakes_with_a_hint(wrong, hint, capsys):
-    assert checks.check_lora_forward(wrong) is False
-    out = _verdict(capsys)
-    assert "❌ my_lora_forward: not yet" in out and hint in out
+def test_init_explains_answers_that_are_not_sets_of_names(capsys, answer, hint) -> None:
+    assert_rejected(capsys, check_init(A_gets_gradient=answer), hint)
 
 
-def test_forward_transposed_weights_give_a_shape_hint(capsys):
-    # x @ W0 instead of x @ W0.T: the shapes do not fit and NumPy raises
-    assert checks.check_lora_forward(lambda x, W0, A, B, a: x @ W0 + (x @ A) @ B) is False
-    out = _verdict(capsys)
-    assert "ValueError" in out and "a shape does not fit" in out and "A (r, in)" in out
+def test_init_stub_is_not_answered_yet(capsys) -> None:
+    out = assert_rejected(capsys, check_init(outputs_change_at_step_0=...), "replace `...`")
+    assert "not answered yet" in out and "outputs_change_at_step_0" in out
 
 
-def test_forward_that_changes_its_input_is_caught(capsys):
-    def in_place(x, W0, A, B, alpha):
-        W0 += (alpha / A.shape[0]) * B @ A
-        return x @ W0.T
-
-    assert checks.check_lora_forward(in_place) is False
-    assert "changed its argument W0 in place" in _verdict(capsys)
+@pytest.mark.parametrize("observed", [None, {"A_gets_gradient": {"random"}},
+                                      {**OBSERVED_INIT, "never_learns": {"nobody"}}])
+def test_init_refuses_a_malformed_observation(observed) -> None:
+    with pytest.raises(ValueError, match="observed"):
+        checks.check_init_predictions(*RIGHT_INIT.values(), observed=observed)
 
 
-# ---------------------------------------------------------------- check_lora_grads
+# --------------------------------------------------------------------------- unmerge error
+
+MEASURED = 6e-8
 
 
-def test_grads_accept_correct_answer(capsys):
-    assert checks.check_lora_grads(grads) is True
-    assert "✅ my_lora_grads: correct" in _verdict(capsys)
-    assert checks.check_lora_grads(lambda *args: list(grads(*args))) is True
+@pytest.mark.parametrize("answer", [1.2e-7, np.float32(1.2e-7), np.float64(3e-8),
+                                    np.array(1e-7), np.array([1e-7]), 6e-9, 6e-7])
+def test_unmerge_accepts_predictions_within_a_factor_of_ten(capsys, answer) -> None:
+    assert_accepted(capsys, checks.check_unmerge_error(answer, MEASURED))
 
 
-def _double_grad_B(x, W0, A, B, alpha, grad_h):
-    grad_A, grad_B = grads(x, W0, A, B, alpha, grad_h)
-    return grad_A, 2 * grad_B
+def test_unmerge_accepts_a_float32_measurement(capsys) -> None:
+    assert_accepted(capsys, checks.check_unmerge_error(1e-7, np.float32(MEASURED)))
 
 
-def _double_grad_A(x, W0, A, B, alpha, grad_h):
-    grad_A, grad_B = grads(x, W0, A, B, alpha, grad_h)
-    return 2 * grad_A, grad_B
-
-
-@pytest.mark.parametrize(("wrong", "hint"), [
-    (lambda *args: grads(*args)[::-1], "swapped order"),
-    (lambda x, W0, A, B, a, G: tuple(g / (a / A.shape[0]) for g in grads(x, W0, A, B, a, G)),
-     "the scaling s = alpha/r is missing"),
-    (lambda *args: tuple(g.T for g in grads(*args)), "a gradient has the shape of its parameter"),
-    (lambda x, W0, A, B, a, G: tuple(g / len(x) for g in grads(x, W0, A, B, a, G)),
-     "sum over the examples, do not average: grad_h already holds the loss's 1/(N·out)"),
-    (_double_grad_B, "grad_B is the sum over the examples of s g u^T"),
-    (_double_grad_A, "grad_A is the sum over the examples of s B^T g x^T"),
+@pytest.mark.parametrize(("answer", "hint"), [
+    (0.0, "rounded to the nearest float32 number"),
+    (2.2e-16, "that is float64's precision"),
+    (1e-9, "too optimistic"),
+    (1e-5, "too pessimistic"),
 ])
-def test_grads_reject_typical_mistakes_with_a_hint(wrong, hint, capsys):
-    assert checks.check_lora_grads(wrong) is False
-    out = _verdict(capsys)
-    assert "❌ my_lora_grads: not yet" in out and hint in out
+def test_unmerge_rejects_each_typical_mistake_with_its_own_hint(capsys, answer, hint) -> None:
+    assert_rejected(capsys, checks.check_unmerge_error(answer, MEASURED), hint)
 
 
-@pytest.mark.parametrize("wrong", [_double_grad_A, _double_grad_B])
-def test_grads_fallback_hint_does_not_give_the_solution_away(wrong, capsys):
-    assert checks.check_lora_grads(wrong) is False
-    out = _verdict(capsys)
-    assert "grad_h.T @" not in out and "(grad_h @ B).T" not in out and ".T @ x" not in out
-
-
-def test_grads_must_return_a_pair(capsys):
-    assert checks.check_lora_grads(lambda *args: grads(*args)[0]) is False
-    assert "return grad_A, grad_B" in _verdict(capsys)
-
-
-# ---------------------------------------------------------------- check_merge
-
-
-def test_merge_accepts_correct_answer(capsys):
-    assert checks.check_merge(merge) is True
-    assert "✅ my_merge: correct" in _verdict(capsys)
-
-
-@pytest.mark.parametrize(("wrong", "hint"), [
-    (lambda W0, A, B, a: W0 + B @ A, "you forgot the scaling"),
-    (lambda W0, A, B, a: W0 + a * B @ A, "not alpha."),
-    (lambda W0, A, B, a: W0 + A.shape[0] / a * B @ A, "upside down"),
-    (lambda W0, A, B, a: W0, "W0 came back unchanged"),
-    (lambda W0, A, B, a: a / A.shape[0] * B @ A, "only the update ΔW"),
-    (lambda W0, A, B, a: W0 - a / A.shape[0] * B @ A, "added, not subtracted"),
-    (lambda W0, A, B, a: merge(W0, A, B, a).T, "W0's shape (out, in)"),
+@pytest.mark.parametrize(("answer", "hint"), [
+    ("1e-7", "write a single number"), ([1e-7, 2e-7], "write a single number"),
+    (-1e-7, "finite number >= 0"), (float("nan"), "finite number >= 0"),
 ])
-def test_merge_rejects_typical_mistakes_with_a_hint(wrong, hint, capsys):
-    assert checks.check_merge(wrong) is False
-    out = _verdict(capsys)
-    assert "❌ my_merge: not yet" in out and hint in out
+def test_unmerge_explains_answers_that_are_not_one_number(capsys, answer, hint) -> None:
+    assert_rejected(capsys, checks.check_unmerge_error(answer, MEASURED), hint)
 
 
-def test_merge_in_place_is_caught(capsys):
-    def in_place(W0, A, B, alpha):
-        W0 += (alpha / A.shape[0]) * B @ A
-        return W0
-
-    assert checks.check_merge(in_place) is False
-    out = _verdict(capsys)
-    assert "changed its argument W0 in place" in out and "LoRA never modifies" in out
+def test_unmerge_stub_is_not_answered_yet(capsys) -> None:
+    assert_rejected(capsys, checks.check_unmerge_error(..., MEASURED), "replace `...`")
 
 
-def test_checks_do_not_leak_state_between_calls():
-    """The reference cases are rebuilt for every call: a mutating learner cannot poison them."""
-    def in_place(W0, A, B, alpha):
-        W0 *= 0
-        return W0
+@pytest.mark.parametrize("measured", [0.0, -1.0, float("inf"), "6e-8", None])
+def test_unmerge_refuses_a_malformed_measurement(measured) -> None:
+    with pytest.raises(ValueError, match="measured_error"):
+        checks.check_unmerge_error(1e-7, measured)
 
-    checks.check_merge(in_place)
-    assert checks.check_merge(merge) is True
-    cases = checks.nb02._nb02_cases()
-    assert all(np.any(case["W0"]) for case in cases)
+
+# --------------------------------------------------------------------------- scaling choices
+
+OBSERVED_SCALING = {"adam_progress": "alpha/r", "adam_step_size": "alpha/sqrt(r)",
+                    "gd_progress": "alpha/sqrt(r)"}
+
+
+def check_scaling(**changes):
+    answers = {**OBSERVED_SCALING, **changes}
+    return checks.check_scaling_choices(*(answers[q] for q in nb02.SCALING_QUESTIONS),
+                                        observed=OBSERVED_SCALING)
+
+
+@pytest.mark.parametrize("spelling", [
+    {}, {"adam_progress": "α/r", "adam_step_size": "α/√r", "gd_progress": "alpha / sqrt(r)"},
+    {"adam_step_size": "alpha/sqrtr", "gd_progress": "Alpha/Sqrt(R)"},
+    {"adam_step_size": "alpha/r**0.5"},
+])
+def test_scaling_accepts_the_right_choices_however_spelled(capsys, spelling) -> None:
+    assert_accepted(capsys, check_scaling(**spelling))
+
+
+@pytest.mark.parametrize(("question", "answer", "hint"), [
+    ("adam_progress", "alpha/sqrt(r)", "grows like s·r. Which s cancels r?"),
+    ("adam_progress", "none", "with s = 1 the progress s·lr"),
+    ("adam_step_size", "alpha/r", "grow like √r, not like r"),
+    ("adam_step_size", "none", "its size grows like √r"),
+    ("gd_progress", "alpha/r", "carries s²"),
+    ("gd_progress", "none", "of plain gradient descent grows like r"),
+])
+def test_scaling_rejects_each_wrong_choice_with_its_own_hint(capsys, question, answer,
+                                                             hint) -> None:
+    out = assert_rejected(capsys, check_scaling(**{question: answer}), hint)
+    assert question in out
+
+
+@pytest.mark.parametrize(("answer", "hint"), [(1, "not a string"), ("alpha*r", "one of")])
+def test_scaling_explains_answers_that_are_not_scalings(capsys, answer, hint) -> None:
+    assert_rejected(capsys, check_scaling(adam_progress=answer), hint)
+
+
+def test_scaling_stub_is_not_answered_yet(capsys) -> None:
+    assert_rejected(capsys, check_scaling(gd_progress=...), "replace `...`", "gd_progress")
+
+
+@pytest.mark.parametrize("observed", [{}, {**OBSERVED_SCALING, "gd_progress": "alpha"}])
+def test_scaling_refuses_a_malformed_observation(observed) -> None:
+    with pytest.raises(ValueError, match="observed"):
+        checks.check_scaling_choices("alpha/r", "alpha/sqrt(r)", "alpha/sqrt(r)",
+                                     observed=observed)
+
+
+def test_every_notebook_02_checker_is_exported() -> None:
+    assert set(nb02.__all__) <= set(checks.__all__)
+    assert set(nb02.__all__) == {"check_grad_x", "check_init_predictions",
+                                 "check_unmerge_error", "check_scaling_choices"}

@@ -1,272 +1,398 @@
-"""Self-checks for notebook 02 (ΔW = B·A by hand)."""
+"""Self-checks for notebook 02 (ΔW = B·A by hand).
+
+Four exercises, each checked as cases + reference + a table of (mistake, hint):
+
+- :func:`check_grad_x` -- a derivation: the gradient of the loss with respect to the
+  layer's input ``x``, compared with :func:`lora_lab.numpy_lora.lora_backward`;
+- :func:`check_init_predictions` -- predict-then-run: which of three starting points
+  get gradients, move the outputs, or never learn, compared with what the
+  notebook's experiment observed;
+- :func:`check_unmerge_error` -- a prediction: the size of the float32 merge/unmerge
+  round-trip error, compared with the error the notebook measured;
+- :func:`check_scaling_choices` -- a choice: which scaling (alpha/r, alpha/sqrt(r), none)
+  keeps which property of the first training step steady as r grows, compared
+  with the notebook's measurements.
+
+A prediction still equal to ``...`` (the exercise stub) is "not answered yet".
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from ..numpy_lora import lora_backward, lora_forward, lora_scaling, merge_weights
-from ._core import compare, least_precise
-from ._core import require_callable as _require_callable
-from ._core import verdict as _verdict
+from ..numpy_lora import lora_backward
+from ._core import (
+    LearnerError,
+    Mistake,
+    call,
+    compare,
+    least_precise,
+    match_mistake,
+    number,
+    run_checker,
+    to_numpy,
+    verdict,
+)
 
 __all__ = [
-    "check_lora_forward",
-    "check_lora_grads",
-    "check_merge",
-    "check_param_count",
+    "check_grad_x",
+    "check_init_predictions",
+    "check_scaling_choices",
+    "check_unmerge_error",
 ]
 
-
-def _call(fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
-    """Run the learner's ``fn``: ``(result, None)``, or ``(None, what went wrong)`` if it raised."""
-    try:
-        return fn(*args), None
-    except Exception as exc:  # the learner's code may raise anything; report it kindly
-        return None, f"your function raised {type(exc).__name__}: {exc}"
+ELLIPSIS_HINT = "replace `...` with your answer, run that cell, then run this check again."
 
 
-def _compare(got: Any, expected: Any, what: str, *inputs: Any) -> str | None:
-    """Dtype-aware comparison: the tolerance follows the least precise of got and inputs."""
-    return compare(got, expected, what, dtype=least_precise(got, *inputs))
+def _not_answered(title: str, name: str) -> bool:
+    """Print the "not answered yet" verdict when an answer is still the stub's ``...``."""
+    return verdict(title, f"not answered yet: {name} is still `...`.", ELLIPSIS_HINT)
 
 
-# --------------------------------------------------------------------------- notebook 02
+# --------------------------------------------------------------------------- dL/dx
 
-_NB02_SHAPES = ("x (N, in) is a batch of rows, W0 (out, in), A (r, in), B (out, r), "
-                "and the row form is h = x @ W0.T + (alpha/r) * (x @ A.T) @ B.T with h (N, out)")
+_SHAPES = ("x (N, in), W0 (out, in), A (r, in), B (out, r), grad_h (N, out), and dL/dx has "
+           "the shape of x, (N, in)")
 
 
-def _nb02_error_hint(problem: str) -> str:
-    """A hint for an exception raised by the learner's function (``problem`` from ``_call``)."""
-    if "NotImplementedError" in problem:
-        return ("replace the line `raise NotImplementedError(...)` with your code, run that "
-                "cell, then run this check again.")
+def _grad_x_error_hint(problem: str) -> str:
+    """A hint for an exception raised by the learner's ``my_grad_x``."""
     if any(word in problem for word in ("mismatch", "shape", "align", "broadcast")):
-        return f"a shape does not fit. In this course {_NB02_SHAPES}."
+        return f"a shape does not fit. Here {_SHAPES}: write the shape under each factor."
     return "call your function on a small example yourself and read the error from the top."
 
 
-def _nb02_match(got: Any, mistakes: list[tuple[np.ndarray, str]]) -> str | None:
-    """The hint of the first known mistake whose output equals ``got``, else None."""
-    for wrong, hint in mistakes:
-        if _compare(got, wrong, "") is None:
-            return hint
-    return None
+def _grad_x_cases() -> list[dict[str, Any]]:
+    """Three small problems with ``alpha / r`` distinct from 1, ``alpha``, ``alpha // r``,
+    ``alpha / in``, ``r / alpha`` and ``alpha / sqrt(r)``, so that each slip shows.
 
-
-def _nb02_cases() -> list[dict[str, Any]]:
-    """Two small LoRA problems: non-square, B != 0 and alpha/r != 1, so each usual mistake shows.
-
-    Shapes: x (N, in), W0 (out, in), A (r, in), B (out, r); alpha/r is 3 in the first
-    case and 0.5 in the second (so alpha, alpha/r and r/alpha all differ).
+    The third case is in float32: a correct answer computed in float32 must pass.
+    Shapes: x (N, in), W0 (out, in), A (r, in), B (out, r), grad_h (N, out).
     """
     cases = []
-    for seed, (n, d_in, d_out, r, alpha) in enumerate(((4, 5, 3, 2, 6.0), (3, 7, 4, 3, 1.5))):
+    for seed, (n, d_in, d_out, r, alpha, dtype) in enumerate((
+            (4, 5, 3, 2, 7, np.float64), (3, 7, 4, 3, 1.5, np.float64),
+            (5, 6, 4, 4, 10.0, np.float32))):
         rng = np.random.default_rng(seed)
-        cases.append({"x": rng.normal(size=(n, d_in)), "W0": rng.normal(size=(d_out, d_in)),
-                      "A": rng.normal(size=(r, d_in)), "B": rng.normal(size=(d_out, r)),
-                      "alpha": alpha, "grad_h": rng.normal(size=(n, d_out))})
+        arrays = {"x": (n, d_in), "W0": (d_out, d_in), "A": (r, d_in), "B": (d_out, r),
+                  "grad_h": (n, d_out)}
+        case: dict[str, Any] = {k: rng.normal(size=shape).astype(dtype)
+                                for k, shape in arrays.items()}
+        case["alpha"] = alpha
+        cases.append(case)
     return cases
 
 
-def _nb02_run(fn: Callable[..., Any], case: dict[str, Any],
-              names: tuple[str, ...]) -> tuple[Any, str | None, str | None]:
-    """Call ``fn`` on copies of ``case[name]``; return ``(result, problem, hint)``.
-
-    Why copies: a function that changes W0 in place must be caught, not silently
-    break the reference answer.
-    """
-    args = [np.copy(case[n]) if isinstance(case[n], np.ndarray) else case[n] for n in names]
-    got, error = _call(fn, *args)
-    if error is not None:
-        return None, error, _nb02_error_hint(error)
-    for name, arg in zip(names, args, strict=True):
-        if isinstance(arg, np.ndarray) and not np.array_equal(arg, case[name]):
-            return None, f"your function changed its argument {name} in place.", (
-                "build a new array (e.g. W = W0 + ...) instead of `+=` on an argument: LoRA "
-                "never modifies the frozen W0, and A and B must stay as they were.")
-    return got, None, None
+_GRAD_X_NAMES = ("x", "W0", "A", "B", "alpha", "grad_h")
 
 
-def _nb02_is_count(value: Any) -> bool:
-    """True for an int (or a float with a whole value), but not for bool."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, (int, np.integer)):
-        return True
-    return isinstance(value, (float, np.floating)) and float(value).is_integer()
-
-
-def _nb02_count_mistakes(shapes: list[tuple[int, int]], r: int) -> list[tuple[int, str]]:
-    """``(wrong total, hint)`` for the usual slips in counting the adapters of ``shapes``."""
-    outs, ins = sum(o for o, _ in shapes), sum(i for _, i in shapes)
-    not_square = ("B has out × r entries and A has r × in; they differ when a weight is not "
-                  "square.")
+def _grad_x_mistakes(case: dict[str, Any]) -> list[Mistake]:
+    """The usual slips in dL/dx = G W0 + s (G B) A, each computed for ``case``."""
+    x, W0, A, B, G = (np.asarray(case[k], dtype=np.float64)
+                      for k in ("x", "W0", "A", "B", "grad_h"))
+    alpha = case["alpha"]
+    r, d_in = A.shape
+    frozen, lora = G @ W0, (G @ B) @ A                 # the two paths, lora without s
+    s = alpha / r
+    floor_s = alpha // r
+    integer_division = (
+        "`alpha // r` is floor division: it rounds alpha / r down to a whole number "
+        f"(here {floor_s:g} instead of {s:g}). Use `alpha / r`.")
+    if floor_s == 0:
+        integer_division = ("only the frozen path G @ W0 came back: the LoRA path is missing or "
+                            "multiplied by 0 -- note that `alpha // r` is 0 whenever alpha < r. "
+                            "Use `alpha / r`.")
     return [
-        (sum(o * i for o, i in shapes), "that is the size of the full weights W (out × in). "
-                                        "LoRA trains only B (out × r) and A (r × in)."),
-        (r * sum(o * i for o, i in shapes), "the two factors' sizes add up, they do not "
-                                            "multiply: out*r + r*in."),
-        (r * outs, "you counted B (out × r) only; A (r × in) is trainable too."),
-        (r * ins, "you counted A (r × in) only; B (out × r) is trainable too."),
-        (outs + ins, "each factor has r columns (B) or r rows (A): multiply by r."),
-        (2 * r * ins, not_square),
-        (2 * r * outs, not_square),
-        (r * sum(shapes[0]), "you counted the first weight only: add up the adapters of all "
-                             "the weights in shapes (is there a `return` inside your loop?)."),
-        (r * sum(shapes[-1]), "you counted the last weight only: add each weight's count to a "
-                              "running total (`total += ...`, not `total = ...`)."),
+        Mistake(frozen + floor_s * lora, integer_division),
+        Mistake(frozen + lora, "the LoRA path lost its scaling: h = W0 x + s B A x with "
+                               "s = alpha / r, so s multiplies that path of dL/dx too."),
+        Mistake(frozen + alpha * lora, "the scaling is s = alpha / r, not alpha."),
+        Mistake(frozen + (alpha / d_in) * lora,
+                "r is the number of rows of A, `A.shape[0]`; `A.shape[1]` is in_features."),
+        Mistake(frozen + (r / alpha) * lora, "the scaling is upside down: s = alpha / r."),
+        Mistake(frozen + (alpha / math.sqrt(r)) * lora,
+                "alpha / sqrt(r) is rsLoRA's scaling; this notebook's layer uses alpha / r."),
+        Mistake(s * lora, "the frozen path is missing. W0 gets no *weight* gradient, but x "
+                          "still reaches h through W0, so backpropagation multiplies by W0 "
+                          "as well: dL/dx contains grad_h @ W0."),
+        Mistake(frozen, "only the frozen path G @ W0 came back: x also reaches h through A "
+                        "and then B, and that path adds its own term."),
+        Mistake((frozen + s * lora) / len(x),
+                "do not average again: grad_h already holds the loss's 1/(N·out)."),
+        Mistake((frozen + s * lora).T, "dL/dx has the shape of x: (N, in), one row per input."),
     ]
 
 
-def check_param_count(lora_param_count: Callable[[list[tuple[int, int]], int], int]) -> bool:
-    """Check ``lora_param_count(shapes, r)``: trainable numbers of rank-r adapters on weights
-    of the given (out_features, in_features) shapes.
+def _check_grad_x_case(fn: Callable[..., Any], case: dict[str, Any]) -> None:
+    """Compare ``fn`` on ``case`` with the reference; raise :class:`LearnerError` if wrong."""
+    args = [case[k] for k in _GRAD_X_NAMES]
+    got = call(fn, *args, names=_GRAD_X_NAMES, error_hint=_grad_x_error_hint)
+    as64 = [np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else a for a in args]
+    expected = lora_backward(*as64).x
+    dtype = least_precise(got, *args)
+    problem = compare(got, expected, "dL/dx", dtype=dtype)
+    if problem is None:
+        return
+    shown = (f"for x {case['x'].shape}, A {case['A'].shape}, B {case['B'].shape}, "
+             f"alpha={case['alpha']}: ")
+    hint = match_mistake(got, _grad_x_mistakes(case), expected, dtype=dtype) or (
+        "x reaches h along two paths, through W0 and through A then B. dL/dx adds one term "
+        f"per path, each a product with grad_h. Here {_SHAPES}.")
+    raise LearnerError(shown + problem, hint)
 
-    The answer is the sum of ``r * (out + in)`` over the shapes: each B holds out*r numbers,
-    each A r*in. Why: counting is how LoRA's saving is measured, and the usual slips
-    (counting the full W, one factor, one weight, or assuming square weights) are easy to make.
+
+def check_grad_x(my_grad_x: Callable[..., Any]) -> bool:
+    """Check ``my_grad_x(x, W0, A, B, alpha, grad_h)`` -> ``dL/dx`` (N, in).
+
+    ``grad_h`` (N, out) is dL/dh for a batch of rows ``x`` (N, in); the answer is
+    ``grad_h @ W0 + (alpha / r) * (grad_h @ B) @ A``, compared with
+    :func:`lora_lab.numpy_lora.lora_backward` at the precision of the learner's
+    numbers (float32 answers pass at float32 precision). Why: W0 is frozen and gets no
+    weight gradient, yet the backward pass still goes through it -- the derivation
+    shows exactly what LoRA saves and what it does not.
     """
-    _require_callable(lora_param_count)
-    title = "lora_param_count"
-    cases = (([(6, 10)], 2, "[(6, 10)]"),
-             ([(3, 5), (8, 4), (2, 9)], 2, "[(3, 5), (8, 4), (2, 9)]"),
-             ([(768, 768)] * 4 + [(3072, 768), (768, 3072)], 8,
-              "[(768, 768)] * 4 + [(3072, 768), (768, 3072)]"),
-             ([(768, 768)] * 24, 8, "[(768, 768)] * 24"))
-    for shapes, r, shown in cases:
-        call = f"lora_param_count({shown}, {r})"
-        got, error = _call(lora_param_count, list(shapes), r)
-        if error is not None:
-            return _verdict(title, f"{call}: {error}", _nb02_error_hint(error))
-        if isinstance(got, (list, tuple, np.ndarray)):
-            return _verdict(title, f"{call} returned a {type(got).__name__}, not one number.",
-                            "add up the counts of all the weights into one total.")
-        if not _nb02_is_count(got):
-            return _verdict(title, f"{call} returned {type(got).__name__}, not a whole number.",
-                            "return a plain int such as 32.")
-        expected = sum(r * (o + i) for o, i in shapes)
-        if int(got) == expected:
-            continue
-        hint = next((h for wrong, h in _nb02_count_mistakes(shapes, r)
-                     if wrong == int(got) and wrong != expected),
-                    "write down the shapes of each B and A, then add up their entries.")
-        return _verdict(title, f"{call} returned {got}, expected {expected}.", hint)
-    return _verdict(title, None)
+    return run_checker("my_grad_x", my_grad_x, _check_grad_x_case, _grad_x_cases())
 
 
-def check_lora_forward(my_lora_forward: Callable[..., np.ndarray]) -> bool:
-    """Check ``my_lora_forward(x, W0, A, B, alpha)`` -> ``h`` (N, out) in the row convention.
+# --------------------------------------------------------------------------- init predictions
 
-    Compared with :func:`lora_lab.numpy_lora.lora_forward` on two non-square cases.
-    Why: the forward pass is the whole of LoRA at inference; scaling and transposes
-    are where it usually goes wrong.
-    """
-    _require_callable(my_lora_forward)
-    title = "my_lora_forward"
-    names = ("x", "W0", "A", "B", "alpha")
-    for case in _nb02_cases():
-        got, problem, hint = _nb02_run(my_lora_forward, case, names)
-        if problem is not None:
-            return _verdict(title, problem, hint)
-        x, W0, A, B, alpha = (case[n] for n in names)
-        expected = lora_forward(x, W0, A, B, alpha)
-        problem = _compare(got, expected, "h")
-        if problem is None:
-            continue
-        s, r = lora_scaling(alpha, A.shape[0]), A.shape[0]
-        base, branch = x @ W0.T, (x @ A.T) @ B.T
-        hint = _nb02_match(got, [
-            (base + branch, "you forgot the scaling: the branch is multiplied by alpha/r."),
-            (base + alpha * branch, "the scaling is alpha/r, not alpha."),
-            (base + (r / alpha) * branch, "the scaling is upside down: use alpha/r."),
-            (base, "only the frozen part W0 x came back: add the LoRA branch (alpha/r) B A x."),
-            (s * branch, "the frozen part is missing: h = W0 x + (alpha/r) B A x."),
-            (expected.T, "you returned the column form (out, N); here h has one row per "
-                         "input: (N, out)."),
-        ]) or f"in this course {_NB02_SHAPES}."
-        return _verdict(title, problem, hint)
-    return _verdict(title, None)
+STARTS = ("lora", "zeros", "random")
+INIT_QUESTIONS = ("A_gets_gradient", "B_gets_gradient", "outputs_change_at_step_0",
+                  "never_learns")
 
-
-_NB02_GRAD_HINTS = {
-    "grad_A": ("grad_A is the sum over the examples of s B^T g x^T (§3). Go through the "
-               "bottleneck: first the gradient of u = x @ A.T, shape (N, r), then one product "
-               "with x. Write the shape next to each line."),
-    "grad_B": ("grad_B is the sum over the examples of s g u^T with u = x @ A.T (§3): one "
-               "matrix product of grad_h and u. Write the shape next to each line."),
+# (question, start, True if the learner left the start out, False if they put it in wrongly)
+_INIT_HINTS: dict[tuple[str, str, bool], str] = {
+    ("A_gets_gradient", "lora", False): "dL/dA = s (G B)^T X contains B, and B = 0 at LoRA's "
+                                        "start: A's gradient is exactly zero at step 0.",
+    ("A_gets_gradient", "zeros", False): "dL/dA = s (G B)^T X contains B, and B = 0 here.",
+    ("A_gets_gradient", "random", True): "with both factors random, B != 0, so dL/dA = "
+                                         "s (G B)^T X is not zero.",
+    ("B_gets_gradient", "lora", True): "dL/dB = s G^T X A^T contains A, which is random "
+                                       "(non-zero) at LoRA's start, and G != 0 because the "
+                                       "pretrained layer does not fit the new task.",
+    ("B_gets_gradient", "zeros", False): "dL/dB = s G^T X A^T contains A, and A = 0 here.",
+    ("B_gets_gradient", "random", True): "dL/dB = s G^T X A^T contains A, which is random "
+                                         "(non-zero) here.",
+    ("outputs_change_at_step_0", "lora", False): "B = 0 makes B A exactly zero, so at step 0 "
+                                                 "the outputs are the pretrained ones.",
+    ("outputs_change_at_step_0", "zeros", False): "both factors are zero, so B A = 0 and the "
+                                                  "outputs are the pretrained ones.",
+    ("outputs_change_at_step_0", "random", True): "two non-zero random factors give B A != 0, "
+                                                  "so the outputs move before any training.",
+    ("never_learns", "zeros", True): "at A = B = 0 each factor's gradient contains the other "
+                                     "factor, so both are zero: gradient descent never moves.",
+    ("never_learns", "lora", False): "only B moves at step 0, but from step 1 on B != 0 and A "
+                                     "gets a gradient too: LoRA's start learns.",
+    ("never_learns", "random", False): "both factors get gradients from step 0, so it does "
+                                       "learn; its problem is where it starts, not learning.",
 }
 
 
-def check_lora_grads(my_lora_grads: Callable[..., tuple[np.ndarray, np.ndarray]]) -> bool:
-    """Check ``my_lora_grads(x, W0, A, B, alpha, grad_h)`` -> ``(grad_A, grad_B)``.
+def _as_starts(value: Any, name: str) -> set[str]:
+    """The learner's answer as a set of start names; raise :class:`LearnerError` if it is not."""
+    if isinstance(value, str):
+        raise LearnerError(f"{name} is the string {value!r}, not a set.",
+                           f"write a set of names, e.g. {{{value!r}}}, or set() for none.")
+    if isinstance(value, dict) and not value:
+        raise LearnerError(f"{name} is {{}}, which Python reads as an empty dict.",
+                           "an empty set is written set().")
+    if not isinstance(value, (set, frozenset, list, tuple)):
+        raise LearnerError(f"{name} is a {type(value).__name__}, not a set of names.",
+                           "write a set such as {\"lora\", \"random\"}, or set() for none.")
+    unknown = [v for v in value if v not in STARTS]
+    if unknown:
+        raise LearnerError(f"{name} holds {unknown!r}, which is not one of the starts.",
+                           f"use the names {', '.join(map(repr, STARTS))}.")
+    return set(value)
 
-    ``grad_h`` (N, out) is dL/dh; the answers have the shapes of A (r, in) and B (out, r)
-    and are compared with :func:`lora_lab.numpy_lora.lora_backward`. Why: the hand
-    derivation is easy to get almost right; the hint names the usual slip.
+
+def _check_observed(observed: Any, questions: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``observed`` maps every question to answers in ``allowed``."""
+    if not isinstance(observed, Mapping) or set(observed) != set(questions):
+        raise ValueError(f"observed must map exactly the questions {list(questions)} to what "
+                         "the experiment found")
+    for question, value in observed.items():
+        values = value if isinstance(value, (set, frozenset)) else {value}
+        if not values <= set(allowed):
+            raise ValueError(f"observed[{question!r}] must be drawn from {list(allowed)}, "
+                             f"got {value!r}")
+
+
+def check_init_predictions(A_gets_gradient: Any, B_gets_gradient: Any,
+                           outputs_change_at_step_0: Any, never_learns: Any, *,
+                           observed: Mapping[str, set[str]]) -> bool:
+    """Check the predictions of the initialisation experiment against what it observed.
+
+    Each prediction is a set of start names -- ``"lora"`` (B = 0, A random),
+    ``"zeros"`` (both zero), ``"random"`` (both random) -- for which the statement
+    holds. ``observed`` maps each of the four question names to the set the
+    notebook's experiment measured (a malformed ``observed`` raises ``ValueError``).
+    Why: predicting from the gradient formulas first, then running, is what makes the
+    init ablation stick.
     """
-    _require_callable(my_lora_grads)
-    title = "my_lora_grads"
-    names = ("x", "W0", "A", "B", "alpha", "grad_h")
-    for case in _nb02_cases():
-        got, problem, hint = _nb02_run(my_lora_grads, case, names)
-        if problem is not None:
-            return _verdict(title, problem, hint)
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            return _verdict(title, f"expected a pair (grad_A, grad_B), got {type(got).__name__}.",
-                            "end your function with `return grad_A, grad_B`.")
-        ref = lora_backward(*(case[n] for n in names))
-        s = lora_scaling(case["alpha"], case["A"].shape[0])
-        n = case["x"].shape[0]
-        if _compare(got[0], ref.B, "") is None and _compare(got[1], ref.A, "") is None:
-            return _verdict(title, "the two gradients came back in swapped order.",
-                            "return grad_A first, then grad_B.")
-        for i, (name, expected) in enumerate((("grad_A", ref.A), ("grad_B", ref.B))):
-            problem = _compare(got[i], expected, name)
-            if problem is None:
-                continue
-            hint = _nb02_match(got[i], [
-                (expected / s, "the scaling s = alpha/r is missing: h = W0 x + s B A x, so "
-                               "s multiplies both gradients."),
-                (expected.T, "a gradient has the shape of its parameter: dL/dA is (r, in) "
-                             "like A, dL/dB is (out, r) like B."),
-                (expected / n, "sum over the examples, do not average: grad_h already "
-                               "holds the loss's 1/(N·out)."),
-            ]) or _NB02_GRAD_HINTS[name]
-            return _verdict(title, problem, hint)
-    return _verdict(title, None)
+    _check_observed(observed, INIT_QUESTIONS, STARTS)
+    title = "init predictions"
+    answers = dict(zip(INIT_QUESTIONS, (A_gets_gradient, B_gets_gradient,
+                                        outputs_change_at_step_0, never_learns), strict=True))
+    for name, answer in answers.items():
+        if answer is Ellipsis:
+            return _not_answered(title, name)
+    try:
+        for name, answer in answers.items():
+            _compare_starts(name, _as_starts(answer, name), set(observed[name]))
+    except LearnerError as wrong:
+        return verdict(title, wrong.problem, wrong.hint)
+    return verdict(title)
 
 
-def check_merge(my_merge: Callable[..., np.ndarray]) -> bool:
-    """Check ``my_merge(W0, A, B, alpha)`` -> ``W' = W0 + (alpha/r) B @ A`` (out, in).
-
-    Compared with :func:`lora_lab.numpy_lora.merge_weights`; W0 must not change in
-    place. Why: a merge that is slightly off silently changes the deployed model.
-    """
-    _require_callable(my_merge)
-    title = "my_merge"
-    names = ("W0", "A", "B", "alpha")
-    for case in _nb02_cases():
-        got, problem, hint = _nb02_run(my_merge, case, names)
-        if problem is not None:
-            return _verdict(title, problem, hint)
-        W0, A, B, alpha = (case[n] for n in names)
-        expected = merge_weights(W0, A, B, alpha)
-        problem = _compare(got, expected, "W'")
-        if problem is None:
+def _compare_starts(name: str, predicted: set[str], seen: set[str]) -> None:
+    """Raise :class:`LearnerError` at the first start where ``predicted`` and ``seen`` differ."""
+    for start in STARTS:
+        if (start in predicted) == (start in seen):
             continue
-        s, r = lora_scaling(alpha, A.shape[0]), A.shape[0]
-        hint = _nb02_match(got, [
-            (W0 + B @ A, "you forgot the scaling: W' = W0 + (alpha/r) B @ A."),
-            (W0 + alpha * (B @ A), "the scaling is alpha/r, not alpha."),
-            (W0 + (r / alpha) * (B @ A), "the scaling is upside down: use alpha/r."),
-            (W0, "W0 came back unchanged: add the update (alpha/r) B @ A."),
-            (s * (B @ A), "that is only the update ΔW; the merged weight is W0 + ΔW."),
-            (W0 - s * (B @ A), "the update is added, not subtracted."),
-            (expected.T, "W' must have W0's shape (out, in)."),
-        ]) or "W' = W0 + (alpha/r) * B @ A, with B (out, r) and A (r, in)."
-        return _verdict(title, problem, hint)
-    return _verdict(title, None)
+        left_out = start in seen
+        problem = (f"{name}: the experiment says {start!r} belongs in it." if left_out else
+                   f"{name}: the experiment says {start!r} does not belong in it.")
+        raise LearnerError(problem, _INIT_HINTS.get(
+            (name, start, left_out), "look at the gradient formulas of §3 once more."))
+
+
+# --------------------------------------------------------------------------- unmerge error
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+TOLERANCE_FACTOR = 10.0
+
+
+def check_unmerge_error(predicted_error: Any, measured_error: float) -> bool:
+    """Check a prediction of the largest ``|W_back - W0|`` after a float32 merge and unmerge.
+
+    ``measured_error`` is what the notebook measured (a positive number). The
+    prediction passes when it is within a factor of 10 of the measurement -- the
+    question is the order of magnitude, which follows from float32's machine epsilon
+    (about 1.2e-7) times the size of the entries. Why: "exact up to rounding" only
+    means something once you can say how big the rounding is.
+    """
+    measured = _one_number(measured_error)
+    if measured is None or not math.isfinite(measured) or measured <= 0:
+        raise ValueError(f"measured_error must be one positive number, got {measured_error!r}")
+    title = "predicted_error"
+    if predicted_error is Ellipsis:
+        return _not_answered(title, title)
+    value = _one_number(predicted_error)
+    if value is None:
+        return verdict(title, f"predicted_error is a {type(predicted_error).__name__}, "
+                              "not one number.", "write a single number such as 1e-3.")
+    if not math.isfinite(value) or value < 0:
+        return verdict(title, f"predicted_error is {value}.",
+                       "an error size is a finite number >= 0.")
+    low, high = measured / TOLERANCE_FACTOR, measured * TOLERANCE_FACTOR
+    if low <= value <= high:
+        return verdict(title)
+    problem = (f"you predicted {value:.2g}; the notebook measured {measured:.2g} "
+               f"(within a factor of {TOLERANCE_FACTOR:g} passes).")
+    return verdict(title, problem, _unmerge_hint(value, measured))
+
+
+def _one_number(value: Any) -> float | None:
+    """``value`` as a float if it is one real number -- a Python or NumPy scalar, or an array
+    or tensor holding one entry -- else None."""
+    if hasattr(value, "size") and not isinstance(value, (str, bytes)):
+        try:
+            flat = to_numpy(value).reshape(-1)
+        except (TypeError, ValueError):
+            return None
+        return float(flat[0]) if flat.size == 1 and not isinstance(value, np.bool_) else None
+    return number(value)
+
+
+def _unmerge_hint(value: float, measured: float) -> str:
+    """The hint for a prediction outside the accepted range around ``measured``."""
+    if value == 0:
+        return ("W0 + ΔW is rounded to the nearest float32 number, and so is the difference "
+                "after subtracting ΔW again: some information is lost on the way.")
+    if value < 1e-12:
+        return (f"that is float64's precision (eps = {FLOAT64_EPS:.1e}); here the merge is done "
+                f"in float32, whose eps = np.finfo(np.float32).eps = {FLOAT32_EPS:.1e}.")
+    if value < measured:
+        return ("too optimistic: each rounding may change an entry by up to half the spacing "
+                "of float32 numbers near it, about eps/2 times the entry's size, with "
+                f"eps = {FLOAT32_EPS:.1e}.")
+    return ("too pessimistic: the error does not grow with the number of entries; each entry "
+            "is rounded twice, each time by at most half a float32 spacing, about eps/2 "
+            f"times its size (eps = {FLOAT32_EPS:.1e}).")
+
+
+# --------------------------------------------------------------------------- scaling choices
+
+SCALINGS = ("alpha/r", "alpha/sqrt(r)", "none")
+SCALING_QUESTIONS = ("adam_progress", "adam_step_size", "gd_progress")
+
+_SCALING_HINTS: dict[tuple[str, str], str] = {
+    ("adam_progress", "alpha/sqrt(r)"): (
+        "Adam's first step moves every entry of B by lr, so the progress s·lr·Σ|∇W L Aᵀ| "
+        "adds up out·r terms of similar size: it grows like s·r. Which s cancels r?"),
+    ("adam_progress", "none"): (
+        "with s = 1 the progress s·lr·Σ|∇W L Aᵀ|, a sum of out·r terms, grows like r."),
+    ("adam_step_size", "alpha/r"): (
+        "the step ΔW₁ = s·B₁A adds up r rank-1 pieces with random-looking signs; sizes of "
+        "such sums grow like √r, not like r. Which s cancels √r?"),
+    ("adam_step_size", "none"): (
+        "with s = 1 the step adds up r random-looking rank-1 pieces, so its size grows like "
+        "√r."),
+    ("gd_progress", "alpha/r"): (
+        "with plain gradient descent the step of B is itself proportional to s: "
+        "B₁ = −lr·s·∇W L·Aᵀ, so ΔW₁ = s·B₁A carries s², and its progress lr·s²·‖∇W L·Aᵀ‖² "
+        "grows like s²·r."),
+    ("gd_progress", "none"): (
+        "with s = 1 the progress lr·‖∇W L·Aᵀ‖² of plain gradient descent grows like r."),
+}
+
+
+def _normalise_scaling(value: Any, name: str) -> str:
+    """``value`` as one of :data:`SCALINGS`; raise :class:`LearnerError` if it is not one."""
+    if not isinstance(value, str):
+        raise LearnerError(f"{name} is a {type(value).__name__}, not a string.",
+                           f"write one of {', '.join(map(repr, SCALINGS))}.")
+    text = value.lower().replace(" ", "").replace("α", "alpha").replace("√r", "sqrt(r)")
+    text = text.replace("r**0.5", "sqrt(r)").replace("r^0.5", "sqrt(r)")
+    text = {"alpha/sqrtr": "alpha/sqrt(r)", "1": "none", "no": "none", "noscaling": "none",
+            "without": "none"}.get(text, text)
+    if text not in SCALINGS:
+        raise LearnerError(f"{name} = {value!r} is not one of the three scalings.",
+                           f"write one of {', '.join(map(repr, SCALINGS))}.")
+    return text
+
+
+def check_scaling_choices(adam_progress: Any, adam_step_size: Any, gd_progress: Any, *,
+                          observed: Mapping[str, str]) -> bool:
+    """Check which scaling keeps which property of the first step steady as r grows.
+
+    Each answer is ``"alpha/r"``, ``"alpha/sqrt(r)"`` or ``"none"`` (``α``, ``√r`` and
+    spaces are fine). ``observed`` maps each question name to the scaling the
+    notebook's experiment found steadiest over the ranks (a malformed ``observed``
+    raises ``ValueError``). Why: which scaling is "rank-stable" depends on what you
+    hold fixed and on the optimiser; predicting it forces the derivation.
+    """
+    _check_observed(observed, SCALING_QUESTIONS, SCALINGS)
+    title = "scaling choices"
+    answers = dict(zip(SCALING_QUESTIONS, (adam_progress, adam_step_size, gd_progress),
+                       strict=True))
+    for name, answer in answers.items():
+        if answer is Ellipsis:
+            return _not_answered(title, name)
+    try:
+        for name, answer in answers.items():
+            chosen = _normalise_scaling(answer, name)
+            if chosen != observed[name]:
+                raise LearnerError(
+                    f"{name}: you chose {chosen!r}; the experiment found {observed[name]!r} "
+                    "the steadiest over r.",
+                    _SCALING_HINTS.get((name, chosen), "redo the derivation for this case."))
+    except LearnerError as wrong:
+        return verdict(title, wrong.problem, wrong.hint)
+    return verdict(title)
