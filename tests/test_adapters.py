@@ -173,39 +173,53 @@ def test_ambiguous_paths_are_saved_as_an_exact_regex(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- failed loads
 
+def _with_tensors(change):
+    """A corruption that rewrites the weights file after ``change(tensors)``."""
+    def corrupt_weights(weights: Path, config_path: Path) -> None:
+        tensors = {k: v.clone() for k, v in load_file(weights).items()}  # not views of the file
+        save_file(change(tensors), weights)
+    return corrupt_weights
+
+
+def _with_config(**fields: object):
+    """A corruption that rewrites the config with ``fields``."""
+    def corrupt_config(weights: Path, config_path: Path) -> None:
+        config = json.loads(config_path.read_text())
+        config.update(fields)
+        config_path.write_text(json.dumps(config))
+    return corrupt_config
+
+
+def _wrong_shape(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    key = next(k for k in tensors if k.endswith("lora_B.weight"))
+    tensors[key] = torch.zeros(tensors[key].shape[0] + 1, tensors[key].shape[1])
+    return tensors
+
+
+def _nan(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    tensors[next(iter(tensors))][0, 0] = float("nan")
+    return tensors
+
+
+CORRUPTIONS = {
+    "truncated file": lambda w, c: w.write_bytes(w.read_bytes()[:50]),
+    "pickle instead": lambda w, c: torch.save({k: v.clone() for k, v in load_file(w).items()},
+                                              w),  # clone: not views of the file it overwrites
+    "wrong shape": _with_tensors(_wrong_shape),
+    "missing B": _with_tensors(lambda t: {k: v for k, v in t.items()
+                                          if "layers.1.q.lora_B" not in k}),
+    "unknown module": _with_tensors(lambda t: {k.replace("layers.1.q", "layers.1.query"): v
+                                               for k, v in t.items()}),
+    "nan": _with_tensors(_nan),
+    "bad json": lambda w, c: c.write_text("{not json"),
+    "other rank": _with_config(r=3),
+    "dora": _with_config(use_dora=True),
+    "no weights": lambda w, c: w.unlink(),
+}
+
+
 def corrupt(directory: Path, how: str) -> None:
-    weights = directory / "adapter_model.safetensors"
-    config_path = directory / "adapter_config.json"
-    tensors = {k: v.clone() for k, v in load_file(weights).items()}  # not views of the file
-    config = json.loads(config_path.read_text())
-    if how == "truncated file":
-        weights.write_bytes(weights.read_bytes()[:50])
-    elif how == "pickle instead":
-        torch.save(tensors, weights)
-    elif how == "wrong shape":
-        key = next(k for k in tensors if k.endswith("lora_B.weight"))
-        tensors[key] = torch.zeros(tensors[key].shape[0] + 1, tensors[key].shape[1])
-        save_file(tensors, weights)
-    elif how == "missing B":
-        save_file({k: v for k, v in tensors.items() if "layers.1.q.lora_B" not in k}, weights)
-    elif how == "unknown module":
-        tensors = {k.replace("layers.1.q", "layers.1.query"): v for k, v in tensors.items()}
-        save_file(tensors, weights)
-    elif how == "nan":
-        key = next(iter(tensors))
-        tensors[key] = tensors[key].clone()
-        tensors[key][0, 0] = float("nan")
-        save_file(tensors, weights)
-    elif how == "bad json":
-        config_path.write_text("{not json")
-    elif how == "other rank":
-        config["r"] = 3
-        config_path.write_text(json.dumps(config))
-    elif how == "dora":
-        config["use_dora"] = True
-        config_path.write_text(json.dumps(config))
-    elif how == "no weights":
-        weights.unlink()
+    CORRUPTIONS[how](directory / "adapter_model.safetensors", directory / "adapter_config.json")
 
 
 @pytest.mark.parametrize("how", ["truncated file", "pickle instead", "wrong shape", "missing B",
