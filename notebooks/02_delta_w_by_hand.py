@@ -46,15 +46,15 @@
 #    rank-$r$ approximation from notebook 01;
 # 6. merge the adapter into $W_0$, so that inference costs nothing extra, and say how exact
 #    unmerging is;
-# 7. spot three mistakes that are common in popular write-ups, and show why each one fails.
+# 7. spot three mistakes that recur in popular write-ups, and show why each one fails.
 #
 # ## How long, and what to skip
 #
 # About **2 to 2½ hours** for the main path, exercises 1–3 included, if you run every cell and
 # read what it prints; allow about 45 minutes more for the two sections marked **⭐ optional**
 # (§4.1, how large the learning rate may be, and §7.3 with exercise 4, what the factor
-# $\alpha/r$ does). They go deeper than the rest and nothing later depends on them: skip them
-# on a first reading.
+# $\alpha/r$ does). They go deeper than the rest, and nothing else in this notebook depends on
+# them: skip them on a first reading.
 #
 # ## Exercises
 #
@@ -689,8 +689,8 @@ _ = checks.check_init_predictions(A_gets_gradient, B_gets_gradient, outputs_chan
 # Our loss is not quadratic in $(A, B)$ — it contains the product $BA$ — but near a minimum it
 # is close to one, with the Hessian at that minimum. So gradient descent can *settle* at a
 # minimum only if $\text{lr} < 2/\lambda_\max$ there. Let's compute that Hessian over all
-# $4\cdot16 + 12\cdot4 = 112$ parameters at the minimum LoRA's start reached, one column at a
-# time, by finite differences of the package's gradient:
+# $4\cdot16 + 12\cdot4 = 112$ parameters at the minimum that the 150 steps from LoRA's start
+# reached above, one column at a time, by finite differences of the package's gradient:
 
 # %%
 def lora_hessian(A: np.ndarray, B: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -769,14 +769,15 @@ assert lam_28 < 2 / 2.8 < lam
 # family's members differ in sharpness. Gradient descent with a large step cannot settle at the
 # sharp ones and moves on until it finds one flat enough.
 #
-# How flat is the flattest? Near a minimum the loss is $\frac{1}{\text{out}}\lVert sBA -
-# \Delta W_\text{true}\rVert_F^2$ (with whitened inputs, §5.2). Nudging the factors along
+# How flat is the flattest? With whitened inputs the loss is exactly $\frac{1}{\text{out}}\lVert
+# sBA - \Delta W_\text{true}\rVert_F^2$ (§5.2). Nudging the factors along
 # $(B^\top u_1v_1^\top,\; u_1v_1^\top A^\top)$, where $u_1, v_1$ are the top singular vectors
 # of $\Delta W_\text{true}$ and $\sigma_1$ its top singular value, gives a curvature of at least
 # $\frac{4}{\text{out}}\,s\,\sigma_1$ at *every* minimum (a two-line bound:
 # $\sigma_1 = s\,(B^\top u_1)^\top(Av_1)$ and $a^2 + b^2 \ge 2ab$). **Balanced** factors — $A$
-# and $sB$ splitting each singular value of $\Delta W_\text{true}$ evenly, as in
-# $A = \sqrt{\Sigma/s}\,V^\top$, $B = U\sqrt{\Sigma/s}$ — reach that bound:
+# and $B$ with the same singular values $\sqrt{\sigma_i/s}$, built from the SVD
+# $\Delta W_\text{true} = U\Sigma V^\top$ as $A = \sqrt{\Sigma/s}\,V^\top$ and
+# $B = U\sqrt{\Sigma/s}$ — reach that bound:
 
 # %%
 U_t, S_t, Vt_t = np.linalg.svd(delta_true, full_matrices=False)
@@ -1087,7 +1088,7 @@ for name, count in {"LoRA (W frozen)": lora_only, "LoRA + training W": everythin
 assert everything / lora_only > 30_000
 
 # %% [markdown]
-# The paper gives the full picture for GPT-3 175B (§4.2, "Practical benefits and
+# The paper gives the full picture for GPT-3 175B (its Section 4.2, "Practical benefits and
 # limitations"): training takes 1.2 TB of GPU memory with full fine-tuning and 350 GB with
 # LoRA, "up to 2/3" less; a checkpoint shrinks from 350 GB to "roughly 35MB", about 10,000
 # times, with $r = 4$ on $W_q$ and $W_v$. Which of these numbers follow from the architecture?
@@ -1233,9 +1234,9 @@ assert remix_g > 0.5 * untouched_g and lora_g.losses[-1] < 1e-10 * untouched_g
 # of $BA$ can be traded for other hyperparameters. With plain gradient descent it is equivalent
 # to multiplying the learning rate by $c$ *and* $A$'s initialisation by $\sqrt{c}$. With Adam,
 # which rescales every gradient entry anyway, and because $B$ starts at zero, it is equivalent
-# to multiplying **$B$'s learning rate alone** by $c$ — the paper's remark (§4.1) that with
-# Adam, tuning $\alpha$ is roughly tuning the learning rate "if we scale the initialization
-# appropriately".
+# to multiplying **$B$'s learning rate alone** by $c$ — the remark in the LoRA paper's Section
+# 4.1 that with Adam, tuning $\alpha$ is roughly tuning the learning rate "if we scale the
+# initialization appropriately".
 #
 # So the factor earns its keep when **$r$ changes** — and the rank is one of the first things
 # everyone tunes. The paper divides by $r$ because "this scaling helps to reduce the need to
