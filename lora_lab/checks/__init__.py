@@ -5,8 +5,8 @@ each checker calls the learner's function on a few cases, compares the result wi
 the verified ``lora_lab`` implementation at a tolerance that follows the dtype the
 learner computed in, and prints either a pass or the first problem found with a
 hint that names the usual mistake. It returns ``True`` or ``False`` so tests (and
-curious learners) can use the verdict too. ``from lora_lab import checks;
-checks.check_merge(...)`` works for every notebook's checkers.
+curious learners) can use the verdict too. ``from lora_lab import checks`` gives every
+notebook's checkers: ``checks.check_<name>(answer)``.
 """
 
 from . import nb01, nb02, nb03, nb04, nb05, nb06

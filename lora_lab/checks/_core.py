@@ -155,7 +155,7 @@ def number(got: Any) -> float | None:
         value = to_numpy(got)
     except (TypeError, ValueError):
         return None
-    return float(value) if value.size == 1 and value.ndim <= 1 else None
+    return float(value.reshape(())) if value.size == 1 and value.ndim <= 1 else None
 
 
 def match_mistake(got: Any, mistakes: Sequence[Mistake], expected: Any, *,
