@@ -55,11 +55,12 @@ def saved_modules(model: nn.Module) -> list[tuple[str, ModulesToSaveWrapper]]:
 
 
 def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every named submodule except the insides of LoRA layers and of wrappers."""
-    adapters = tuple(name + "." for name, m in model.named_modules()
+    """Every named submodule, at every path it is reachable at, except the insides of LoRA
+    layers and of wrappers."""
+    modules = list(model.named_modules(remove_duplicate=False))
+    adapters = tuple(name + "." for name, m in modules
                      if name and isinstance(m, (LoRALinear, ModulesToSaveWrapper)))
-    return [(name, m) for name, m in model.named_modules()
-            if name and not name.startswith(adapters)]
+    return [(name, m) for name, m in modules if name and not name.startswith(adapters)]
 
 
 def _is_linear(module: nn.Module) -> bool:
@@ -289,9 +290,12 @@ def _keep_problems(model: nn.Module, names: list[str]) -> list[str]:
     problems = [f"{n} lies inside {p}" for n in names for p in names if n.startswith(p + ".")]
     for name in names:
         m = model.get_submodule(name)
-        if isinstance(m, (ModulesToSaveWrapper, nn.ModuleList, nn.ModuleDict)) \
-                or any(isinstance(c, LoRALinear) for c in m.modules()):
-            problems.append(f"{name} is a {type(m).__name__} or holds LoRA layers")
+        inner = [f"{name}.{n}" if n else name for n, c in m.named_modules()
+                 if isinstance(c, (LoRALinear, ModulesToSaveWrapper))]
+        if isinstance(m, (nn.ModuleList, nn.ModuleDict)):
+            problems.append(f"{name} is a {type(m).__name__}, which has no forward pass")
+        elif inner:
+            problems.append(f"{name} holds LoRA layers ({inner}) or is trained whole already")
         elif len(paths[id(m)]) > 1:
             problems.append(f"{name} is shared with {[p for p in paths[id(m)] if p != name]}")
     return problems

@@ -193,7 +193,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
         raise ValueError(f"a LoRA layer used at several paths cannot be saved: {shared}")
     paths = [name for name, _ in layers]
     wrappers = saved_modules(model)
-    keep = [name for name, _ in wrappers]
+    keep = sorted(name for name, _ in wrappers)
     config = {
         "peft_type": "LORA",
         "task_type": None,
