@@ -122,23 +122,26 @@ def test_merge_unmerge_and_forward_while_merged() -> None:
     with pytest.raises(RuntimeError, match="already merged"):
         layer.merge()
     layer.unmerge()
-    torch.testing.assert_close(layer.base.weight, w0, rtol=0, atol=1e-6)
+    assert torch.equal(layer.base.weight, w0)  # the saved original, not W - delta W
     with pytest.raises(RuntimeError, match="not merged"):
         layer.unmerge()
 
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), r=st.integers(1, 8), alpha=st.floats(0.5, 64),
-       scale=st.floats(0.01, 10))
-def test_merge_unmerge_round_trip_property(seed: int, r: int, alpha: float, scale: float) -> None:
+       scale=st.floats(0.01, 10),
+       dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]))
+def test_merge_unmerge_round_trip_property(seed: int, r: int, alpha: float, scale: float,
+                                           dtype: torch.dtype) -> None:
+    """Bit for bit in every dtype, however large the update is next to W0."""
     torch.manual_seed(seed)
-    layer = LoRALinear(nn.Linear(20, 10), r=r, alpha=alpha)
+    layer = LoRALinear(nn.Linear(20, 10).to(dtype), r=r, alpha=alpha)
     with torch.no_grad():
         layer.lora_B.normal_(std=scale)
     w0 = layer.base.weight.detach().clone()
     layer.merge()
     layer.unmerge()
-    torch.testing.assert_close(layer.base.weight, w0, rtol=0, atol=1e-6 * max(1.0, scale * alpha))
+    assert torch.equal(layer.base.weight, w0)
 
 
 def test_dropout_only_on_the_lora_branch() -> None:
@@ -171,6 +174,28 @@ def test_low_precision_bases_keep_their_dtype(dtype: torch.dtype) -> None:
     layer.merge()
     assert layer.base.weight.dtype == dtype
     torch.testing.assert_close(layer(x).float(), reference, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype,factors", [(torch.float16, torch.float32),
+                                            (torch.bfloat16, torch.float32),
+                                            (torch.float32, torch.float32),
+                                            (torch.float64, torch.float64)])
+def test_factor_dtype_is_at_least_float32_and_the_base_precision(dtype: torch.dtype,
+                                                                  factors: torch.dtype) -> None:
+    layer = LoRALinear(nn.Linear(4, 3).to(dtype), r=2)
+    assert layer.lora_A.dtype == layer.lora_B.dtype == factors
+    x = torch.randn(2, 4, dtype=dtype)
+    assert layer(x).dtype == dtype
+
+
+def test_a_failed_construction_leaves_the_base_trainable() -> None:
+    """Arguments are checked and the factors allocated before the base is frozen."""
+    base = nn.Linear(4, 3)
+    with pytest.raises(ValueError, match="dropout"):
+        LoRALinear(base, dropout=1.5)
+    with pytest.raises(RuntimeError):  # petabytes: the allocator refuses at once
+        LoRALinear(base, r=2**48)
+    assert all(p.requires_grad for p in base.parameters())
 
 
 def test_rslora_scaling() -> None:
