@@ -133,8 +133,8 @@ def _in_layers(name: str, rules: TargetRules) -> bool:
 def select_modules(model: nn.Module, rules: TargetRules) -> dict[str, list[str]]:
     """``{entry: [module paths it selects]}`` under PEFT's rules.
 
-    A string is a full regular-expression match (``"all-linear"``: see
-    :func:`_all_linear`), a list entry matches a path exactly or as a dotted
+    A string is a full regular-expression match (``"all-linear"``, in any case:
+    see :func:`_all_linear`), a list entry matches a path exactly or as a dotted
     suffix; suffix matches (not exact ones) also pass the ``layers_to_transform``
     filter; ``exclude_modules`` and modules inside ``modules_to_save`` are never
     selected. Source: peft/tuners/tuners_utils.py ``check_target_module_exists``.
@@ -358,7 +358,8 @@ def apply_lora(model: nn.Module, target_modules: str | Sequence[str], r: int = 8
     string is a regular expression that must match the full path, and
     ``"all-linear"`` selects every Linear layer (for a transformers
     ``PreTrainedModel`` all but the output embedding ``get_output_embeddings()``;
-    a plain module keeps its last layer, as in PEFT).
+    a plain module keeps its last layer, as in PEFT; layers adapted by an earlier
+    call count as Linear too, as in PEFT, and are then refused).
 
     ``modules_to_save`` (PEFT's option) names whole modules, matched like list
     entries, to train beside LoRA, e.g. a new classification head: each is
@@ -594,6 +595,7 @@ def disable_adapter(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, previous in states:
             m._adapter_disabled = previous
+        _check_mergeable(model, merged, "merge again after disable_adapter")
         _merge_all([layer for _, layer in merged])
 
 

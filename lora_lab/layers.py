@@ -234,7 +234,9 @@ class LoRALinear(nn.Module):
         ``RuntimeError`` if already merged or inside :func:`disable_adapter`,
         ``ValueError`` if the merged weight would not be finite; either way
         nothing changes. Keeps a copy of W0 (one weight's worth of memory,
-        released by :meth:`unmerge`) so that unmerging is exact.
+        released by :meth:`unmerge`) so that unmerging is exact. A layer cannot
+        see the rest of the model: :func:`~lora_lab.adapters.merge_lora` also
+        refuses when another module shares this weight (tied embeddings).
         """
         if self.merged:
             raise RuntimeError("LoRALinear.merge(): the layer is already merged; "
