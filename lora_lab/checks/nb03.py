@@ -1,5 +1,436 @@
-"""Self-checks for notebook 03 (a LoRA layer in PyTorch)."""
+"""Self-checks for notebook 03 (a LoRA layer in PyTorch).
+
+Two kinds of exercise: predictions (the learner replaces ``...`` by an answer,
+checked against what an experiment computes, never against a hard-coded value)
+and short functions (called on fresh cases, compared with ``lora_lab``). torch
+is imported inside the checkers, so that the NumPy-only notebooks 01 and 02 do
+not pay for it when they import ``lora_lab.checks``. Every experiment a checker
+runs is seeded inside ``torch.random.fork_rng()``, so checking an answer never
+changes the random numbers the notebook draws next.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ._core import (
+    LearnerError,
+    Mistake,
+    call,
+    compare,
+    least_precise,
+    match_mistake,
+    number,
+    run_checker,
+    verdict,
+)
+
+__all__ = [
+    "check_expected_output",
+    "check_first_adam_step",
+    "check_fixed_lr_scaling",
+    "check_lora_setup",
+    "check_parameter_count",
+]
+
+ANSWER_HINT = "replace `...` with your answer, run that cell, then run this check again."
+SCALINGS = ("alpha/r", "alpha/sqrt(r)")
+
+
+def _not_answered(**answers: Any) -> str | None:
+    """The problem to report if any answer is still the stub's ``...``, else None."""
+    missing = [name for name, value in answers.items() if value is Ellipsis]
+    if missing:
+        return f"not answered yet: {', '.join(missing)} is still `...`."
+    return None
+
+
+# --------------------------------------------------------------------------- exercise 1
+
+def _first_adam_step() -> tuple[bool, bool]:
+    """Run the experiment: one Adam step on a fresh LoRALinear; (A changed, B changed)."""
+    import torch
+
+    from ..layers import LoRALinear
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layer = LoRALinear(torch.nn.Linear(8, 4), r=2, alpha=4)
+        x, y = torch.randn(16, 8), torch.randn(16, 4)
+    A0, B0 = layer.lora_A.detach().clone(), layer.lora_B.detach().clone()
+    optimizer = torch.optim.Adam([layer.lora_A, layer.lora_B], lr=1e-2)
+    torch.nn.functional.mse_loss(layer(x), y).backward()
+    optimizer.step()
+    return not torch.equal(layer.lora_A, A0), not torch.equal(layer.lora_B, B0)
+
+
+_STEP_HINTS = {
+    ("a_changes", True): (
+        "A cannot move in the first step: while B = 0, dL/dA = s (G B)^T X is exactly zero, "
+        "and Adam's step for a zero gradient is zero (both of its running averages are 0)."),
+    ("b_changes", False): (
+        "B does move: dL/dB = s G^T X A^T is not zero because A is random, and Adam moves "
+        "every entry with a non-zero gradient by about the learning rate."),
+    ("a_changes", False): "A did change in this experiment; look at its gradient at step 0.",
+    ("b_changes", True): "B did not change in this experiment; look at its gradient at step 0.",
+}
+
+
+def check_first_adam_step(a_changes: Any, b_changes: Any) -> bool:
+    """Check the prediction: after one Adam step from LoRA's start (B = 0, A random), has
+    ``lora_A`` changed (``a_changes``) and has ``lora_B`` (``b_changes``)? Each is a bool.
+
+    The truth is computed by running the experiment with :class:`lora_lab.LoRALinear`
+    and ``torch.optim.Adam``. Why: "A has no gradient at step 0" is the most common
+    false alarm behind "my LoRA isn't learning".
+    """
+    title = "first Adam step"
+    problem = _not_answered(a_changes=a_changes, b_changes=b_changes)
+    if problem:
+        return verdict(title, problem, ANSWER_HINT)
+    for name, value in (("a_changes", a_changes), ("b_changes", b_changes)):
+        if not isinstance(value, (bool, np.bool_)):
+            return verdict(title, f"{name} must be True or False, got {value!r}.",
+                           "answer True if the factor changed in the first step, False if not.")
+    truth = dict(zip(("a_changes", "b_changes"), _first_adam_step(), strict=True))
+    wrong = [(name, bool(value)) for name, value in (("a_changes", a_changes),
+                                                       ("b_changes", b_changes))
+             if bool(value) != truth[name]]
+    if not wrong:
+        return verdict(title)
+    shown = ", ".join(f"{name} = {value}" for name, value in wrong)
+    return verdict(title, f"{shown} does not match what the experiment shows.",
+                   " ".join(_STEP_HINTS[w] for w in wrong))
+
+
+# --------------------------------------------------------------------------- exercise 2
+
+def _reference_counts(shapes: list[tuple[int, int]], r: int) -> tuple[int, int]:
+    """(trainable, total) from lora_lab: Linear layers with bias, all adapted at rank r."""
+    import torch
+    from torch import nn
+
+    from ..adapters import apply_lora, count_parameters
+
+    with torch.random.fork_rng():
+        model = nn.ModuleList([nn.Linear(in_f, out_f) for out_f, in_f in shapes])
+        apply_lora(model, "all-linear", r=r)
+    return tuple(count_parameters(model))
+
+
+def _count_mistakes(shapes: list[tuple[int, int]], r: int) -> tuple[list[Mistake], list[Mistake]]:
+    """Typical wrong (trainable, total) values for ``shapes``, each with its hint."""
+    weights = sum(o * i for o, i in shapes)
+    biases = sum(o for o, _ in shapes)
+    lora = sum(r * (o + i) for o, i in shapes)
+    trainable = [
+        Mistake(lora + biases, "biases stay frozen: LoRA trains only A and B (PEFT's default "
+                               "bias='none'), so the biases belong in the total only."),
+        Mistake(weights, "that is the size of the full weights; LoRA trains only B "
+                         "(out × r) and A (r × in) per layer."),
+        Mistake(weights + biases + lora, "apply_lora freezes every base parameter: only A and "
+                                         "B are trainable."),
+        Mistake(r * sum(o for o, _ in shapes), "you counted B (out × r) only; A (r × in) is "
+                                               "trainable too."),
+        Mistake(r * sum(i for _, i in shapes), "you counted A (r × in) only; B (out × r) is "
+                                               "trainable too."),
+        Mistake(sum(o + i for o, i in shapes), "each factor has r rows or columns: multiply "
+                                               "by r."),
+    ]
+    total = [
+        Mistake(weights + biases, "the total counts every parameter of the adapted model, the "
+                                  "new A and B included (count_parameters and PEFT's "
+                                  "'all params' both do)."),
+        Mistake(weights + lora, "each Linear also has a bias of out_features numbers: frozen, "
+                                "but part of the total."),
+        Mistake(weights, "the total is every parameter: weights, biases and the adapter."),
+        Mistake(lora, "that is the trainable count again; the total counts the frozen "
+                      "parameters too."),
+    ]
+    return trainable, total
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int if it is one whole number (int, float, 0-d array or tensor)."""
+    got = number(value)
+    return int(got) if got is not None and float(got).is_integer() else None
+
+
+def _check_count_case(fn: Callable[..., Any], case: tuple[list[tuple[int, int]], int]) -> None:
+    shapes, r = case
+    shown = f"my_parameter_count({shapes}, {r})"
+    got = call(fn, list(shapes), r)
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        raise LearnerError(f"{shown} returned {type(got).__name__}, not a pair.",
+                           "return two numbers: `return trainable, total`.")
+    values = [_whole_number(v) for v in got]
+    if None in values:
+        raise LearnerError(f"{shown} returned {got!r}: expected two whole numbers.",
+                           "count parameters with ints, e.g. r * (out_features + in_features).")
+    expected = _reference_counts(shapes, r)
+    if tuple(values) == expected:
+        return
+    if tuple(values) == expected[::-1]:
+        raise LearnerError(f"{shown} returned {tuple(values)}, expected {expected}.",
+                           "the pair is swapped: trainable first, then total.")
+    trainable_mistakes, total_mistakes = _count_mistakes(shapes, r)
+    for which, got_value, want, mistakes in (("trainable", values[0], expected[0],
+                                              trainable_mistakes),
+                                             ("total", values[1], expected[1], total_mistakes)):
+        if got_value != want:
+            hint = match_mistake(got_value, mistakes, want) or (
+                "write down, for each layer, its weight (out × in), its bias (out), its B "
+                "(out × r) and its A (r × in); then decide which of them train.")
+            raise LearnerError(f"{shown}: {which} is {got_value}, expected {want}.", hint)
+
+
+def check_parameter_count(my_parameter_count: Callable[[list[tuple[int, int]], int], Any]) -> bool:
+    """Check ``my_parameter_count(shapes, r)`` -> ``(trainable, total)``.
+
+    ``shapes`` lists (out_features, in_features) of ``nn.Linear`` layers *with bias*,
+    each given a rank-``r`` adapter; the reference is :func:`lora_lab.count_parameters`
+    after :func:`lora_lab.apply_lora` on such layers. Why: "the trainable count looks
+    wrong" is usually a frozen bias or an adapter left out of the total.
+    """
+    cases = [([(4, 8)], 2), ([(16, 16), (32, 16), (16, 32)], 4), ([(3, 5), (7, 2)], 1)]
+    return run_checker("my_parameter_count", my_parameter_count, _check_count_case, cases)
+
+
+# --------------------------------------------------------------------------- exercise 3
+
+def _setup_model(dtype: Any) -> Any:
+    """A small model with q_proj, k_proj, v_proj, o_proj, in ``dtype``."""
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(6, 6)
+                                                                  for _ in range(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.o_proj(torch.tanh(self.q_proj(x)) * self.v_proj(x) + self.k_proj(x))
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return Attention().to(dtype)
+
+
+def _optimizer_problem(model: Any, optimizer: Any, lr: float) -> tuple[str, str] | None:
+    """(problem, hint) if ``optimizer`` cannot train the adapter of ``model``, else None."""
+    import torch
+
+    from ..adapters import lora_layers
+
+    layers = dict(lora_layers(model))
+    factors = [p for layer in layers.values() for p in (layer.lora_A, layer.lora_B)]
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if not any(id(p) in held for p in factors):
+        frozen = any(id(layer.base.weight) in held for layer in layers.values())
+        return ("the optimizer does not hold any lora_A or lora_B.",
+                "an optimizer keeps the parameters that existed when it was created: create "
+                "it after apply_lora." if frozen else
+                "give the optimizer the trainable parameters, "
+                "[p for p in model.parameters() if p.requires_grad].")
+    if not all(id(p) in held for p in factors):
+        return ("the optimizer holds only some of the LoRA factors.",
+                "give it every parameter that requires a gradient after apply_lora.")
+    if any(group["lr"] != lr for group in optimizer.param_groups):
+        return (f"the optimizer's learning rate is not lr = {lr}.",
+                "pass the function's lr argument to the optimizer: Adam(..., lr=lr).")
+    before = [layer.lora_B.detach().clone() for layer in layers.values()]
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        x = torch.randn(8, 6, dtype=layers["q_proj"].lora_A.dtype)
+    optimizer.zero_grad()
+    model(x).square().mean().backward()
+    optimizer.step()
+    if any(torch.equal(layer.lora_B, b) for layer, b in zip(layers.values(), before, strict=True)):
+        return ("one optimizer step did not change every lora_B.",
+                "return an optimizer over the LoRA factors, e.g. torch.optim.Adam(...).")
+    return None
+
+
+def _check_setup_case(fn: Callable[..., Any], case: tuple[Any, float]) -> None:
+    import torch
+
+    from ..adapters import lora_layers
+
+    dtype, lr = case
+    model = _setup_model(dtype)
+    optimizer = call(fn, model, lr)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise LearnerError(f"lora_setup returned {type(optimizer).__name__}, not an optimizer.",
+                           "return the optimizer you created, e.g. torch.optim.Adam(...).")
+    layers = dict(lora_layers(model))
+    if sorted(layers) != ["q_proj", "v_proj"]:
+        raise LearnerError(f"the model's LoRA layers are {sorted(layers)}, expected "
+                           "['q_proj', 'v_proj'].",
+                           "call apply_lora(model, ['q_proj', 'v_proj'], r=4, alpha=8) on the "
+                           "model you were given, inside the function.")
+    if any((layer.r, layer.alpha) != (4, 8) for layer in layers.values()):
+        raise LearnerError("the adapters do not have r = 4 and alpha = 8.",
+                           "pass r=4, alpha=8 to apply_lora.")
+    problem = _optimizer_problem(model, optimizer, lr)
+    if problem:
+        raise LearnerError(f"(model in {str(dtype).removeprefix('torch.')}) {problem[0]}",
+                           problem[1])
+
+
+def check_lora_setup(lora_setup: Callable[..., Any]) -> bool:
+    """Check ``lora_setup(model, lr)``: adds LoRA (r=4, alpha=8) on q_proj and v_proj of
+    ``model`` and returns an optimizer with learning rate ``lr`` that trains it.
+
+    Run on a float32 and a float64 model; the optimizer must hold every LoRA factor
+    and one step must change every ``lora_B``. Why: an optimizer created before
+    ``apply_lora`` holds only the (then frozen) base weights and trains nothing.
+    """
+    import torch
+
+    cases = [(torch.float32, 1e-2), (torch.float64, 3e-3)]
+    return run_checker("lora_setup", lora_setup, _check_setup_case, cases)
+
+
+# --------------------------------------------------------------------------- exercise 4
+
+def _dropout_layer(dtype: Any, p: float, seed: int) -> Any:
+    """A LoRALinear (6 -> 4, r = 2) with dropout p and a non-zero B, in training mode."""
+    import torch
+
+    from ..layers import LoRALinear
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layer = LoRALinear(torch.nn.Linear(6, 4).to(dtype), r=2, alpha=6, dropout=p)
+        with torch.no_grad():
+            layer.lora_B.normal_()
+        x = torch.randn(5, 6, dtype=dtype)
+    return layer.train(), x
+
+
+def _check_expected_case(fn: Callable[..., Any], case: tuple[Any, float, int]) -> None:
+    import torch
+
+    dtype, p, seed = case
+    layer, x = _dropout_layer(dtype, p, seed)
+    with torch.random.fork_rng():
+        got = call(fn, copy.deepcopy(layer), x, names=("layer", "x"))
+        again = call(fn, copy.deepcopy(layer), x)
+    with torch.no_grad():
+        expected = copy.deepcopy(layer).eval()(x)
+        base = layer.base(x)
+        branch = expected - base
+    shown = f"(dtype {str(dtype).removeprefix('torch.')}, dropout p = {p})"
+    precision = least_precise(got, x)
+    problem = compare(got, expected, f"expected_output {shown}", dtype=precision)
+    if problem is None:
+        return
+    if compare(got, again, "", dtype=precision) is not None:
+        raise LearnerError(f"{problem}; and your answer changes from call to call.",
+                           "a training-mode call draws one random mask. The average over all "
+                           "masks is not random: what is the average of dropout(x)?")
+    mistakes = [
+        Mistake(base + (1 - p) * branch,
+                "nn.Dropout already divides the kept entries by 1 - p during training "
+                "(inverted dropout), so dropout(x) averages to x: no factor (1 - p)."),
+        Mistake(base + branch / (1 - p),
+                "do not divide by 1 - p: the chance 1 - p of being kept and dropout's "
+                "rescaling by 1/(1 - p) cancel, so dropout(x) averages to x."),
+        Mistake(base, "dropout only hides entries of the adapter's input; on average the "
+                      "branch s B A x is still there."),
+        Mistake(base + branch / layer.scaling,
+                "the branch is multiplied by the scaling: layer.scaling * (x @ A.T) @ B.T."),
+    ]
+    hint = match_mistake(got, mistakes, expected, dtype=precision) or (
+        "average layer.base(x) + s B A dropout(x) over the masks: only dropout(x) is random.")
+    raise LearnerError(problem, hint)
+
+
+def check_expected_output(expected_output: Callable[..., Any]) -> bool:
+    """Check ``expected_output(layer, x)`` -> the average of ``layer(x)`` in training mode
+    over all dropout masks, shape (N, out), for a :class:`LoRALinear` with dropout.
+
+    Compared (at the precision of the learner's dtype) with the layer's eval-mode
+    output, on a float32 and a float64 layer. Why: inverted dropout makes the average
+    over masks equal the eval-mode output, so inference needs no correction.
+    """
+    import torch
+
+    cases = [(torch.float32, 0.5, 0), (torch.float64, 0.25, 1)]
+    return run_checker("expected_output", expected_output, _check_expected_case, cases)
+
+
+# --------------------------------------------------------------------------- exercise 5
+
+def _scaling_name(choice: Any) -> str | None:
+    """``"alpha/r"`` or ``"alpha/sqrt(r)"`` for the spellings a learner may use, else None."""
+    if not isinstance(choice, str):
+        return None
+    key = choice.strip().lower().replace(" ", "").replace("α", "alpha").replace("√", "sqrt")
+    key = key.replace("sqrtr", "sqrt(r)")
+    if key in ("alpha/r", "lora"):
+        return "alpha/r"
+    if key in ("alpha/sqrt(r)", "rslora", "rs-lora"):
+        return "alpha/sqrt(r)"
+    return None
+
+
+def _faster_everywhere(excess: Any, lr: Any) -> tuple[str | None, list[int]]:
+    """Which scaling had the lower mean excess loss at ``lr`` for every rank r > 1 (or None),
+    and those ranks. ``TypeError``/``ValueError`` if ``excess`` is not the notebook's table."""
+    if not isinstance(excess, Mapping) or not all(
+            isinstance(k, tuple) and len(k) == 3 and k[0] in SCALINGS for k in excess):
+        raise TypeError("excess must be the notebook's dict {(scaling, r, lr): mean excess "
+                        f"loss}} with scaling in {SCALINGS}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise TypeError(f"lr must be the learning rate (a number), got {type(lr).__name__}")
+    ranks = sorted({r for _, r, rate in excess if rate == lr and r > 1})
+    missing = [(label, r, lr) for label in SCALINGS for r in ranks if (label, r, lr) not in excess]
+    if not ranks or missing:
+        raise ValueError(f"excess must hold both scalings at lr = {lr} for some r > 1; "
+                         f"missing: {missing or 'every rank'}")
+    values = {r: [float(excess[label, r, lr]) for label in SCALINGS] for r in ranks}
+    if not all(np.isfinite(v).all() for v in values.values()):
+        raise ValueError("excess holds NaN or inf: the experiment did not run properly")
+    if all(ours < rs for ours, rs in values.values()):
+        return SCALINGS[0], ranks
+    if all(ours > rs for ours, rs in values.values()):
+        return SCALINGS[1], ranks
+    return None, ranks
+
+
+def check_fixed_lr_scaling(scaling_choice: Any,
+                           excess: Mapping[tuple[str, int, float], float], lr: float) -> bool:
+    """Check the choice between ``"alpha/r"`` and ``"alpha/sqrt(r)"`` for a sweep over r at
+    one fixed learning rate ``lr``, against the notebook's experiment.
+
+    ``excess`` maps ``(scaling, r, lr)`` to the run's mean excess loss (lower is faster).
+    The right answer is the scaling that was faster at every rank r > 1 at ``lr``
+    (if neither was, both answers pass). Raises ``TypeError``/``ValueError`` if
+    ``excess`` is not such a table. Why: "how do I pick r and alpha?" deserves an
+    answer read from evidence, not from a paper's title.
+    """
+    title = "scaling choice"
+    winner, ranks = _faster_everywhere(excess, lr)
+    problem = _not_answered(scaling_choice=scaling_choice)
+    if problem:
+        return verdict(title, problem, ANSWER_HINT)
+    choice = _scaling_name(scaling_choice)
+    if choice is None:
+        return verdict(title, f"{scaling_choice!r} is not one of {SCALINGS}.",
+                       'answer "alpha/r" or "alpha/sqrt(r)".')
+    if winner is None or choice == winner:
+        return verdict(title)
+    table = ", ".join(f"r = {r}: {excess[SCALINGS[0], r, lr]:.3f} vs "
+                      f"{excess[SCALINGS[1], r, lr]:.3f}" for r in ranks)
+    hint = (f"compare the two columns of the first table of §8 (alpha/r vs alpha/sqrt(r)): "
+            f"{table}; lower is faster.")
+    if choice == "alpha/sqrt(r)":
+        hint += (" alpha/sqrt(r) keeps the *size* of the first step constant (02 §7.3), but a "
+                 "bigger step is not a faster run.")
+    return verdict(title, f"in this experiment {winner} was faster at every rank.", hint)

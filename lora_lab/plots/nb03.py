@@ -2,4 +2,76 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = [
+    "scaling_sweep_figure",
+]
+
+_NB03_MARKERS = ("o", "s", "^", "D", "v", "x", "+")
+
+
+def _nb03_sweep(curve: Mapping[float, float], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``{lr: value}`` as two sorted arrays; both must be finite and > 0 (log-log axes)."""
+    if not isinstance(curve, Mapping) or not curve:
+        raise ValueError(f"curve {name!r} must be a non-empty dict {{learning rate: value}}")
+    try:
+        lrs = np.array([float(lr) for lr in curve], dtype=float)
+        values = np.array([float(v) for v in curve.values()], dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"curve {name!r} must map numbers to numbers") from None
+    if not (np.all(np.isfinite(lrs)) and np.all(lrs > 0)):
+        raise ValueError(f"curve {name!r}: learning rates must be finite and > 0")
+    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+        raise ValueError(f"curve {name!r}: values must be finite and > 0 on a log axis")
+    order = np.argsort(lrs)
+    return lrs[order], values[order]
+
+
+def scaling_sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *,
+                    ylabel: str = "loss", xlabel: str = "learning rate",
+                    suptitle: str | None = None) -> Figure:
+    """Learning-rate sweeps side by side: one panel per ``panels`` entry
+    ``title -> {curve label -> {learning rate: value}}``, lower is better.
+
+    Both axes are logarithmic and the panels share their y axis. Each curve's
+    lowest value (its best learning rate) is drawn as a filled marker, the
+    other points as open ones. Raises ``TypeError`` for a ``panels`` that is
+    not a nested mapping of numbers, ``ValueError`` for an empty panel or a
+    value that a log axis cannot show (<= 0, NaN, inf). Why: "which learning
+    rate is best at each rank, under each scaling?" is read off this plot.
+    """
+    if not isinstance(panels, Mapping) or not all(isinstance(c, Mapping)
+                                                     for c in panels.values()):
+        raise TypeError("panels must map each panel title to a dict {label: {lr: value}}")
+    if not panels:
+        raise ValueError("panels must hold at least one panel")
+    width, height = 4.6 * len(panels), 3.4 + (0.3 if suptitle else 0.0)
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.55 / height,
+                        top=1 - (0.7 if suptitle else 0.35) / height, wspace=0.08)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, curves) in zip(axes, panels.items(), strict=True):
+        if not curves:
+            raise ValueError(f"panel {title!r} has no curves")
+        for i, (label, curve) in enumerate(curves.items()):
+            lrs, values = _nb03_sweep(curve, label)
+            marker = _NB03_MARKERS[i % len(_NB03_MARKERS)]
+            (line,) = ax.plot(lrs, values, marker=marker, markerfacecolor="none", label=label,
+                              linewidth=1.4)
+            best = int(np.argmin(values))
+            ax.plot([lrs[best]], [values[best]], marker=marker, linestyle="none",
+                    color=line.get_color(), markersize=8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel(ylabel)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
