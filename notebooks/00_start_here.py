@@ -17,21 +17,68 @@
 # # LoRA Lab — start here
 #
 # Welcome! This course explains **Low-Rank Adaptation (LoRA)** from the ground up: the linear
-# algebra it rests on, the few lines of math that make it work, and how to use it on real models.
-# Every claim is checked by code that runs in this notebook, so nothing has to be taken on trust.
+# algebra it rests on, the few lines of maths that make it work, and how to use it on real
+# models. Every claim is checked by code that runs in the notebooks, so nothing has to be taken on
+# trust.
+#
+# **The problem.** A large pretrained model is adapted to a new task by *fine-tuning*: training
+# it a little further on the task's data. *Full* fine-tuning changes every weight, and that is
+# expensive twice over. While training, the computer holds not only each weight but also its
+# gradient and, with Adam (the usual optimiser), two running averages per weight: four numbers for
+# every weight of the model. And the result is a complete new copy of the model, for every task:
+# ten tasks, ten full copies.
+#
+# **The idea.** LoRA (Hu et al., 2021) leaves each pretrained weight matrix $W_0$ exactly as it
+# is, frozen, and learns a small correction beside it, $\Delta W = B A$, the product of two thin
+# matrices: $A$ with $r$ rows and $B$ with $r$ columns, for a small rank $r$ such as 8. A layer
+# then computes
+#
+# $$h = W_0\,x + \frac{\alpha}{r}\, B A\, x ,$$
+#
+# where $\alpha$ is a constant chosen once. Only $A$ and $B$ are trained, so only they need
+# weight gradients and optimiser state (the backward pass still runs through $W_0$ to reach the
+# layers before it), and only they need to be saved after training: one shared base model plus
+# one small file per task.
 #
 # **Learning objectives.** In this notebook you will
 #
-# 1. check that your environment has everything the course needs;
-# 2. see the route through the course and how long each stop takes;
-# 3. learn how the course tests itself, so you can change things without fear.
+# 1. say which problem LoRA solves, and what it trains instead of the full weights;
+# 2. read the diagram of a LoRA layer, with the shape of every part;
+# 3. check that your environment has everything the course needs;
+# 4. measure, on one layer, what LoRA saves, and scale it up to a 7-billion-parameter model;
+# 5. see the route through the course and how long each stop takes.
 
 # %% [markdown]
-# ## 1. Is my environment right?
+# ## 1 · A LoRA layer in one picture
 #
-# The next cell compares every package the course needs with the version installed. The versions on
-# your machine may differ from the ones stored here, so this one cell's output is not compared by the
-# regression tests (it is marked `NBVAL_IGNORE_OUTPUT`); the verdict below it is.
+# Read the diagram from left to right. The input $x$ (a vector of length `in`) takes two paths.
+# On top, the pretrained weight $W_0$, an `out` $\times$ `in` matrix, computes $W_0 x$ as it
+# always did; it is frozen, so training never changes it. Below, $A$ (`r` $\times$ `in`) squeezes
+# $x$ down to just $r$ numbers, $B$ (`out` $\times$ `r`) maps them back up to `out` numbers, and
+# the result is scaled by $\alpha / r$. The two paths are added. $B$ starts at zero, so at the
+# start of training the layer computes exactly what the pretrained layer did; $A$ starts random,
+# so that training has something to work with (notebook 02 shows why both choices matter).
+#
+# (If this cell fails with an `ImportError`, run the environment check in section 2: it says
+# what is missing.)
+
+# %%
+# %matplotlib inline
+from IPython.display import display
+
+from lora_lab import plots
+
+display(plots.lora_layer_figure())
+
+# %% [markdown]
+# ## 2 · Is my environment right?
+#
+# The next cell compares every package the course needs with the version Python can import, and
+# tells you how to fix anything missing or too old. It works whether the course is installed
+# (`make lab`, `pip install -e .`) or only on Python's path (a copied folder, `PYTHONPATH`, a
+# Colab-style checkout). The versions on your machine may differ from the ones stored here, so
+# this one cell's output is not compared by the course's regression tests (it is marked
+# `NBVAL_IGNORE_OUTPUT`); the verdict below it is.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -40,18 +87,21 @@ from lora_lab.environment import check_environment
 environment_ok = check_environment()
 
 # %%
-assert environment_ok, "fix the problems listed above, then restart the kernel"
-print("All required packages are installed.")
+assert environment_ok, "fix the problems listed above, restart the kernel, then run this again"
+print("Everything the course needs is there.")
 
 # %% [markdown]
-# Floating-point sums depend on the order in which they are added up, and that order depends on how
-# many threads PyTorch uses. To get *exactly* the numbers printed in these notebooks, every notebook
-# seeds its random number generators, and every notebook that uses PyTorch also pins it to one
-# thread, like this:
+# ## 3 · A first LoRA layer
+#
+# Floating-point sums depend on the order in which they are added up, and that order depends on
+# how many threads PyTorch uses. So that you get *exactly* the numbers printed in these notebooks,
+# every notebook seeds its random number generators, and every notebook that uses PyTorch also
+# pins it to one thread, like this:
 
 # %%
 import numpy as np
 import torch
+from torch import nn
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -59,64 +109,121 @@ rng = np.random.default_rng(0)
 print(f"PyTorch threads: {torch.get_num_threads()}")
 
 # %% [markdown]
-# A first taste of what is coming: a LoRA layer wraps an ordinary linear layer. Because one of its
-# two new matrices starts at zero, the wrapped layer computes *exactly* what the original did —
-# the check below is the first of many asserts in the course.
+# `lora_lab.LoRALinear` wraps an ordinary linear layer exactly as in the diagram. Because $B$
+# starts at zero, the wrapped layer computes *exactly* what the original did: the check below is
+# the first of many asserts in the course. Of its parameters, only $A$ and $B$ are trained.
 
 # %%
-from torch import nn
+from lora_lab import LoRALinear, storage_cost
 
-from lora_lab import LoRALinear
-
-base = nn.Linear(in_features=6, out_features=4)
-layer = LoRALinear(base, r=2, alpha=4)
-x = torch.randn(3, 6)
-torch.testing.assert_close(layer(x), base(x), rtol=0, atol=0)
+base = nn.Linear(in_features=1024, out_features=1024)
+layer = LoRALinear(base, r=8, alpha=16)
+x = torch.randn(3, 1024)
+torch.testing.assert_close(layer(x), base(x), rtol=0, atol=0)  # identical at the start
+trained = {name for name, p in layer.named_parameters() if p.requires_grad}
+assert trained == {"lora_A", "lora_B"}  # W0 and its bias are frozen
+n_trained = layer.lora_A.numel() + layer.lora_B.numel()
+assert n_trained == storage_cost(1024, 1024, 8) == 8 * (1024 + 1024)  # r (in + out)
 print(f"lora_A {tuple(layer.lora_A.shape)}, lora_B {tuple(layer.lora_B.shape)}, "
-      f"scaling {layer.scaling}")
-print("At initialisation the LoRA layer and the original layer agree exactly.")
+      f"scaling alpha/r = {layer.scaling}")
+print(f"trained: {n_trained:,} numbers instead of {base.weight.numel():,} "
+      f"({n_trained / base.weight.numel():.1%})")
 
 # %% [markdown]
-# ## 2. The route
+# ## 4 · What LoRA saves
+#
+# **Memory while training.** Let's count what one training step with Adam keeps in memory, for
+# full fine-tuning of the $1024 \times 1024$ layer and for its LoRA version: every weight, every
+# gradient, and every tensor of Adam's state (its two running averages; Adam also keeps one step
+# counter per tensor, a single number that we leave out). Activations, the intermediate results
+# kept for the backward pass, are not counted: they depend on the batch, not on the method.
+
+# %%
+def numbers_in_memory(model):
+    """Weights + gradients + Adam's running averages after one training step of `model`."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=1e-3)
+    model(torch.randn(8, 1024)).pow(2).mean().backward()
+    optimizer.step()
+    weights = sum(p.numel() for p in model.parameters())
+    grads = sum(p.grad.numel() for p in model.parameters() if p.grad is not None)
+    state = sum(t.numel() for s in optimizer.state.values() for t in s.values() if t.dim() > 0)
+    return weights + grads + state
+
+
+full = numbers_in_memory(nn.Linear(1024, 1024))
+lora = numbers_in_memory(LoRALinear(nn.Linear(1024, 1024), r=8, alpha=16))
+assert full == 4 * (1024 * 1024 + 1024)  # four numbers per weight
+assert lora == (1024 * 1024 + 1024) + 4 * n_trained  # frozen: one number; trained: four
+print(f"full fine-tuning: {full:,} numbers; LoRA (r = 8): {lora:,} ({full / lora:.1f}x fewer)")
+
+# %% [markdown]
+# The frozen weight is still there (LoRA saves its gradient and optimiser state, not the weight
+# itself), so for this one layer LoRA needs a little over a quarter of the memory.
+#
+# **At the scale LoRA was made for.** The same accounting for LLaMA-7B (Touvron et al., 2023), a
+# language model with 32 layers of width 4096, computed from its architecture. For LoRA we take
+# rank 8 on two of the four attention matrices of every layer ($W_q$ and $W_v$, the choice of
+# the LoRA paper). Numbers are 4-byte floats while training; the saved copy of the full model
+# and the adapter are in 2-byte floats, as they usually are shared.
+
+# %%
+d, n_layers, d_mlp, vocabulary = 4096, 32, 11008, 32000  # LLaMA-7B
+per_layer = 4 * d * d + 3 * d * d_mlp + 2 * d  # attention (q, k, v, o), MLP (3 matrices), norms
+params = n_layers * per_layer + 2 * vocabulary * d + d  # + embedding, output layer, final norm
+assert params == 6_738_415_616  # the released LLaMA-7B's exact count ("6.7B" in the paper)
+adapter = n_layers * 2 * storage_cost(d, d, 8)  # rank 8 on W_q and W_v of every layer
+GB = 1e9
+print(f"parameters: {params:,}; LoRA adapter: {adapter:,} ({adapter / params:.2%})")
+print(f"training memory: full {16 * params / GB:.0f} GB; LoRA "
+      f"{(4 * params + 16 * adapter) / GB:.0f} GB (before activations)")
+print(f"saved per task:  full copy {2 * params / GB:.1f} GB; adapter {2 * adapter / 1e6:.1f} MB")
+
+# %% [markdown]
+# So for each new task, LoRA stores an 8 MB file instead of a 13.5 GB copy, and while training
+# it needs about a quarter of the memory of full fine-tuning: the frozen weights dominate, and
+# they stay. Whether such a small update is *enough* for a task is an empirical question that
+# notebooks 04 and 05 look at.
+
+# %% [markdown]
+# ## 5 · The route
 #
 # | # | notebook | the question it answers | time |
 # |---|---|---|---|
-# | 00 | `00_start_here.ipynb` | Is my environment right? What is the route? | 10 min |
-# | 01 | `01_rank_and_svd.ipynb` | What is rank, and how well can a low-rank matrix stand in for a full one? | 45 min |
-# | 02 | `02_delta_w_by_hand.ipynb` | What exactly is ΔW = B·A, and how do we train it — by hand, in NumPy? | 60 min |
-# | 03 | `03_lora_layer.ipynb` *(coming)* | How does a LoRA layer look in PyTorch? | 45 min |
-# | 04 | `04_finetune_toy_task.ipynb` *(coming)* | Does it work? What does rank buy? | 45 min |
-# | 05 | `05_what_lora_learns.ipynb` *(coming)* | What does the learned update look like? | 40 min |
-# | 06 | `06_lora_in_a_transformer.ipynb` *(coming)* | How is LoRA used on a real architecture, and with Hugging Face PEFT? | 60 min |
+# | 00 | `00_start_here.ipynb` | What is LoRA for? Is my environment right? What is the route? | 15 min |
+# | 01 | `01_rank_and_svd.ipynb` | What is rank, and how well can a low-rank matrix stand in for a full one? | 90–120 min |
+# | 02 | `02_delta_w_by_hand.ipynb` | What exactly is ΔW = B·A, and how do we train it — by hand, in NumPy? | 2½–3 h |
+# | 03 | `03_lora_layer.ipynb` | How does a LoRA layer look in PyTorch? | 60–90 min |
+# | 04 | `04_finetune_toy_task.ipynb` | Does it work? What does rank buy? | 90–120 min |
+# | 05 | `05_what_lora_learns.ipynb` | What does the learned update look like? | 60–90 min |
+# | 06 | `06_lora_in_a_transformer.ipynb` | How is LoRA used on a real architecture, and with Hugging Face PEFT? | 90–120 min |
 #
-# Each notebook first **derives** an idea with plain code, then imports the verified version from the
-# companion package `lora_lab` and **asserts that the two agree**. Exercises end with a self-check
-# (`lora_lab.checks`) that tells you whether your answer is right and, if not, what to look at; worked
-# solutions are in `notebooks/solutions/`.
+# The times include reading, running every cell and doing the exercises; for 03–06 they are
+# estimates. Go in order: each notebook builds on the ones before it.
 
 # %% [markdown]
-# ## 3. How the course tests itself
+# ## 6 · How the course works
 #
-# The outputs stored in these notebooks are a regression test. From the course folder:
+# Each notebook first **derives** an idea with plain code, then imports the verified version
+# from the companion package `lora_lab` and **asserts that the two agree**. Exercises, marked ✏️,
+# sit right after the idea they practise. Each ends with a self-check (`lora_lab.checks`) that
+# says ✅ or gives a hint naming the likely mistake; until you answer, it says "not yet", which
+# is expected. Worked solutions are in `notebooks/solutions/`.
 #
-# ```bash
-# make test        # unit tests + re-run every notebook and compare its outputs
-# make notebooks   # after an intended change: refresh the stored outputs
-# ```
-#
-# `make test` runs `pytest --nbval`, which re-executes each notebook in a fresh kernel and compares
-# every printed output with the stored one, character for character. That is why the notebooks
-# print rounded numbers and seed everything: a change in the 4th decimal is a real change.
-#
-# If you edit a notebook while learning, that is fine — `make notebooks` is only for maintainers who
-# change the course on purpose. To get a clean copy back: `git checkout notebooks/`.
+# Experiment freely: change a number, re-run a cell, break things. `git checkout notebooks/`
+# brings back the original notebooks, and `make test`, from the course folder, re-runs every
+# notebook and test to check that the whole course still works on your machine (it takes a
+# while).
 
 # %% [markdown]
 # ## Summary
 #
-# - The environment check passed, and PyTorch runs single-threaded for reproducible numbers.
-# - A LoRA layer starts out identical to the layer it wraps (asserted above).
-# - The route: rank and the SVD (01) → ΔW = B·A by hand (02) → a PyTorch layer (03) → fine-tuning
-#   (04) → what LoRA learns (05) → transformers and PEFT (06).
+# - Full fine-tuning trains every weight: four numbers in memory per weight with Adam, and a full
+#   copy of the model per task. LoRA freezes $W_0$ and trains a low-rank $\Delta W = BA$ beside
+#   it, $h = W_0 x + \frac{\alpha}{r} B A x$.
+# - On one $1024 \times 1024$ layer at $r = 8$ it trains 1.6% of the numbers and needs 3.8x less
+#   memory; for LLaMA-7B an adapter is about 8 MB against a 13.5 GB copy.
+# - A LoRA layer starts out identical to the layer it wraps (asserted above), and the environment
+#   check passed.
 #
-# Next: **`01_rank_and_svd.ipynb`**.
+# Next: **`01_rank_and_svd.ipynb`**, where the "low rank" comes from.

@@ -26,22 +26,35 @@
 # **Learning objectives.** By the end you will be able to
 #
 # 1. build a rank-1 matrix as an outer product, and any matrix as a sum of rank-1 pieces;
-# 2. measure rank, and explain why a little noise makes every matrix "full rank" in floating point;
+# 2. measure rank, and explain why a little random noise makes a matrix "full rank";
 # 3. compute the singular value decomposition (SVD) and truncate it to rank $k$;
 # 4. state the **Eckart–Young theorem** (in the Frobenius norm, the truncated SVD is the best
-#    rank-$k$ approximation, with error $\sqrt{\sigma_{k+1}^2 + \sigma_{k+2}^2 + \dots}$) and
-#    check it against other candidates;
-# 5. compress a real photograph, read its singular-value spectrum and energy curve, and find the
-#    rank below which low rank saves storage: $k < mn/(m+n)$;
+#    rank-$k$ approximation, with error $\sqrt{\sigma_{k+1}^2 + \sigma_{k+2}^2 + \dots}$),
+#    check it against other candidates, and see why a small step away from it costs so little;
+# 5. compress a real photograph, read its singular-value spectrum and energy curve, relate the
+#    energy kept to the relative error, and find the rank below which low rank saves storage:
+#    $k < mn/(m+n)$;
 # 6. explain the bet LoRA makes: that the *update* to a weight matrix has a fast-decaying spectrum.
 #
 # **How to work through it.** Run the cells from top to bottom. Every mathematical claim is followed
 # by a cell that checks it on an example with an `assert`: an example is not a proof, but a wrong
-# claim would stop the cell with an error. We always derive an
-# idea with plain NumPy first, then compare with the tested version in the companion package
-# `lora_lab`. The **Exercises** near the end ask you to write four short functions; each has a
-# self-check that prints ✅ or a hint. Until you write your answer the check says "not yet"; that is
-# expected. Worked solutions are in `solutions/01_rank_and_svd_solutions.ipynb`.
+# claim would stop the cell with an error. We always derive an idea with plain NumPy first, then
+# compare with the tested version in the companion package `lora_lab`.
+#
+# ## Exercises
+#
+# Four short exercises sit right after the ideas they practise, each marked ✏️:
+#
+# 1. σ₃ is not `S[3]`: read the errors of a rank-2 approximation off the singular values (§2.3);
+# 2. predict, then run: how much worse does a slightly nudged SVD get (§2.4)?
+# 3. choose the smallest rank that keeps 99% of a photo's energy (§3.1);
+# 4. derive the relative error from the energy, and write it as a function (§3.1).
+#
+# In each, replace the `...` (or the line `raise NotImplementedError(...)`) with your answer and
+# run the cell; the cell after it checks your answer and, if something is off, gives a hint that
+# names the likely mistake. Until you have answered, the check says "not yet"; that is expected.
+# Use NumPy only, not `lora_lab`, which would be cheating a little. Worked solutions are in
+# `solutions/01_rank_and_svd_solutions.ipynb`.
 
 # %% [markdown]
 # First the tools. `%matplotlib inline` makes figures appear below the cell that shows them.
@@ -66,7 +79,8 @@ from lora_lab.widgets import RankSlider, load_sample_image
 # Take a column vector $u$ with $m$ entries and a row vector $v^\top$ with $n$ entries. Their
 # **outer product** $u v^\top$ is the $m \times n$ matrix whose entry $(i, j)$ is $u_i v_j$.
 # Every row of it is a multiple of the same row $v^\top$, and every column is a multiple of the
-# same column $u$. It is the simplest kind of matrix there is: a **rank-1** matrix.
+# same column $u$. Unless $u$ or $v$ is zero (which gives the zero matrix, of rank 0), it is the
+# simplest kind of matrix there is: a **rank-1** matrix.
 
 # %%
 u = np.array([1, 2, 3])
@@ -88,9 +102,10 @@ print(f"{R1.size} entries, but only {u.size + v.size} numbers are needed to desc
 # ### 1.2 Every matrix is a sum of rank-1 pieces
 #
 # Rank-1 matrices are rather special, but adding a few of them together gives something richer.
-# Here are two outer products and their sum, drawn as heat maps (red is positive, blue negative).
-# Each piece is a **plaid**: every row is a multiple of one row pattern and every column a multiple
-# of one column pattern. The sum is no longer a plaid.
+# Here are two outer products and their sum, drawn as heat maps: red is positive, blue negative,
+# white zero, on one colour scale shared by the three panels (the colour bar on the right). Each
+# piece is a **plaid**: every row is a multiple of one row pattern and every column a multiple of
+# one column pattern. The sum is no longer a plaid.
 
 # %%
 piece_1 = np.outer([1, 2, 0, -1, 1], [1, 1, 0, -1, 2, 1])
@@ -100,6 +115,7 @@ M_sum = piece_1 + piece_2
 fig = plots.outer_products_figure([piece_1, piece_2], titles=["piece 1", "piece 2"])
 display(fig)
 assert np.linalg.matrix_rank(piece_1) == 1 and np.linalg.matrix_rank(piece_2) == 1
+assert np.linalg.matrix_rank(M_sum) == 2  # two pieces, and no fewer will do
 print(f"M_sum is {M_sum.shape[0]} x {M_sum.shape[1]} and has rank "
       f"{np.linalg.matrix_rank(M_sum)}")
 
@@ -180,10 +196,10 @@ assert ll.matrix_rank(eye) == 100 and ll.matrix_rank(ones) == 1
 # ### 1.4 What noise does to rank
 #
 # Real data is never exactly low rank. Let's take an $8 \times 6$ matrix of rank 3 and add a tiny
-# bit of noise, a millionth of its typical entry. The matrix hardly changes, but its rank jumps
+# bit of random noise, about a millionth of the size of its entries. The matrix hardly changes, but its rank jumps
 # to the maximum, 6. To see why, we peek ahead at the **singular values**, a list of
-# $\min(m, n)$ non-negative numbers that section 2 introduces properly. For now: the rank is the
-# number of singular values that are not zero.
+# $\min(m, n)$ non-negative numbers, largest first, that section 2 introduces properly. For now:
+# the rank is the number of singular values that are not zero.
 
 # %%
 rng = np.random.default_rng(14)  # section 1.4's own generator
@@ -197,10 +213,10 @@ assert ll.matrix_rank(M3) == 3 and ll.matrix_rank(noisy) == 6
 assert np.max(np.abs(noisy - M3)) < 1e-5
 
 # %% [markdown]
-# Look at the numbers. Without noise, three singular values are well above 1 and the other three
-# are below $10^{-12}$: zero, up to rounding error. With noise, the last three become about
-# $10^{-6}$. They are tiny, but they are not rounding error any more, so the matrix is "really" of
-# rank 6.
+# Look at the numbers. Without noise, three singular values are 1.7 or more and the other three
+# are below $10^{-12}$: zero, up to rounding error. With noise, the last three become a few times
+# $10^{-6}$. They are tiny, but they are far above rounding error, so the noisy matrix really is
+# of rank 6.
 #
 # This is why rank in floating point is always **numerical rank**: the number of singular values
 # above a tolerance. The default tolerance (`σ_max · max(m, n) · machine epsilon`, the same in
@@ -239,8 +255,14 @@ assert ll.matrix_rank(noisy, tol=1e-4) == 3
 #
 # Read the right-hand side as a sum of rank-1 pieces again, but now a very special one: the pieces
 # are sorted by importance, $\sigma_i$ says how strong piece $i$ is, and the directions are
-# mutually orthogonal (the $u_i$ among themselves, and the $v_i$ among themselves). NumPy computes it with `np.linalg.svd`. It returns $V^\top$ (called `Vt`) rather than
-# $V$, and with `full_matrices=False` it returns the compact shapes above.
+# mutually orthogonal (the $u_i$ among themselves, and the $v_i$ among themselves). NumPy computes
+# it with `np.linalg.svd`. It returns $V^\top$ (called `Vt`) rather than $V$, and with
+# `full_matrices=False` it returns the compact shapes above.
+#
+# One thing to keep straight: mathematics numbers the singular values from 1 ($\sigma_1$ is the
+# largest), while NumPy numbers array entries from 0. So $\sigma_1$ is `S[0]`, $\sigma_2$ is
+# `S[1]`, and in general $\sigma_i$ is `S[i - 1]`; the same goes for $u_i$ (`U[:, i - 1]`) and
+# $v_i$ (`Vt[i - 1]`).
 
 # %%
 rng = np.random.default_rng(21)  # section 2.1's own generator
@@ -312,8 +334,30 @@ assert np.isclose(np.linalg.norm(M, "fro") ** 2, np.sum(S**2))  # so the squares
 print(f"||M||_F^2 = {np.linalg.norm(M, 'fro') ** 2:.4f} = sum of sigma_i^2 = {np.sum(S**2):.4f}")
 
 # %% [markdown]
+# ### ✏️ Exercise 1 — σ₃ is not `S[3]`
+#
+# Apply the two error formulas before we check them in code. `M` is the $6 \times 4$ matrix of
+# section 2.1 and `S` its singular values, largest first. For the best rank-2 approximation
+# $M_2$ of `M`, set
+#
+# * `spectral_error_2` to $\lVert M - M_2 \rVert_2$, and
+# * `frobenius_error_2` to $\lVert M - M_2 \rVert_F$,
+#
+# using only entries of `S` (don't build $M_2$). Mind the numbering: which entry of `S` holds
+# $\sigma_3$?
+
+# %% tags=["exercise"]
+# ✏️ use only entries of S (from section 2.1); no need to build M_2
+spectral_error_2 = ...  # ✏️ your answer
+frobenius_error_2 = ...  # ✏️ your answer
+
+# %%
+_ = checks.check_rank_2_errors(spectral_error_2, frobenius_error_2, M)
+
+# %% [markdown]
 # Now both error formulas, checked for every $k$ on a larger matrix, `M_test` (at $k = p$ nothing
-# is dropped and both errors are 0).
+# is dropped and both errors are 0). `s_test[k:]` is the tail $\sigma_{k+1}, \dots, \sigma_p$:
+# NumPy's index $k$ is the maths' $\sigma_{k+1}$.
 
 # %%
 rng = np.random.default_rng(23)  # section 2.3's own generator
@@ -335,19 +379,23 @@ print(f"checked k = 1 .. {len(s_test)}: Frobenius error = sqrt(sum of dropped si
 # The error is known **before** we build the approximation: it only depends on the singular values
 # we drop. To compare matrices of different sizes we usually report the **relative error**
 # $\lVert M - M_k \rVert_F / \lVert M \rVert_F$, a number between 0 (perfect) and 1 (we kept
-# nothing). Exercise 2 asks you to compute it.
+# nothing). Section 3.1 links it to the "energy" a rank-$k$ approximation keeps.
 #
 # ### 2.4 Eckart–Young: nothing of rank $k$ does better
 #
-# Truncating the SVD is an obvious idea. The **Eckart–Young theorem** (1936, extended to the
-# spectral norm and every other unitarily invariant norm by Mirsky in 1960) says it is also the *best* idea:
+# Truncating the SVD is an obvious idea. The **Eckart–Young theorem** says it is also the *best*
+# idea. It carries the names of Carl Eckart and Gale Young, who proved it for matrices in 1936,
+# but Erhard Schmidt had already proved the Frobenius-norm statement in 1907, for integral
+# operators (the continuous cousins of matrices); Leon Mirsky extended it in 1960 to the spectral
+# norm and every other unitarily invariant norm. So you will also meet it as the
+# Schmidt–Mirsky or Eckart–Young–Mirsky theorem:
 #
 # > For every matrix $X$ of rank at most $k$:
 # > $\;\lVert M - X \rVert_F \ge \lVert M - M_k \rVert_F\;$ and
 # > $\;\lVert M - X \rVert_2 \ge \lVert M - M_k \rVert_2 = \sigma_{k+1}$.
 #
 # We won't prove it here; instead we try hard to beat it. We need a matrix whose spectrum decays,
-# like most real data, with singular values $0.8^0, 0.8^1, 0.8^2, \dots$ The easy way to get one
+# as the spectra of many real data sets do, with singular values $0.8^0, 0.8^1, 0.8^2, \dots$ The easy way to get one
 # is an **SVD assembled backwards**: pick orthonormal $U$ and $V$, pick the singular values, and
 # multiply $U \Sigma V^\top$. For random orthonormal columns we use `np.linalg.qr(G)`, which
 # factors any matrix $G$ as $QR$ with $Q$ having orthonormal columns; we keep $Q$ and ignore $R$.
@@ -455,6 +503,72 @@ assert np.all(gaps["random directions"] > 0.1) and np.all(gaps["nudged SVD"] < 1
 # Columns of $M$ make fair directions: they stay within 0.2 of the SVD. Random directions are
 # hopeless. And the nudged SVD is worse by less than $10^{-3}$, but worse at every rank: a small
 # step away from the optimum, in any direction we tried, only makes things worse.
+#
+# ### ✏️ Exercise 2 — predict, then run
+#
+# The nudge moved every entry of the factors by a random amount of typical size $10^{-3}$, yet the
+# best nudged candidates came within $10^{-5}$ to $3 \cdot 10^{-4}$ of the SVD's relative error
+# (the last line printed above). The cell after your
+# prediction repeats the nudge at rank 5 twice, along one fixed random direction: once with size
+# $10^{-3}$ and once with size $10^{-4}$, ten times smaller.
+#
+# **Predict before you run it:** how many times smaller will the gap (error of the nudged SVD
+# minus error of the SVD) get: 1 (no change), 10, or 100? Set `shrink_factor` to your answer.
+
+# %% tags=["exercise"]
+# ✏️ one of 1, 10 or 100
+shrink_factor = ...  # ✏️ your answer
+
+# %%
+rng = np.random.default_rng(25)  # the nudge's own generator
+U_5, S_5, Vt_5 = ll.truncated_svd(M_decay, 5)
+svd_error_5 = ll.approximation_error(M_decay, ll.low_rank_approx(M_decay, 5))
+nudge_u, nudge_vt = rng.normal(size=U_5.shape), rng.normal(size=Vt_5.shape)  # fixed
+
+
+def nudged_gap(size):
+    # how much worse the SVD's factors get when nudged by `size` along the fixed direction
+    X = ((U_5 + size * nudge_u) * S_5) @ (Vt_5 + size * nudge_vt)
+    return ll.approximation_error(M_decay, X) - svd_error_5
+
+
+measured_ratio = nudged_gap(1e-3) / nudged_gap(1e-4)
+print(f"gap at nudge 1e-3: {nudged_gap(1e-3):.2e}, at nudge 1e-4: {nudged_gap(1e-4):.2e}: "
+      f"{measured_ratio:.0f} times smaller")
+
+# %%
+_ = checks.check_shrink_prediction(shrink_factor, measured_ratio)
+
+# %% [markdown]
+# A step ten times smaller made the gap a hundred times smaller: the gap grows like the
+# **square** of the step. That is what happens at the bottom of a valley, where the ground is
+# flat: walking a distance $\varepsilon$ from the lowest point raises you in proportion to
+# $\varepsilon^2$, whereas on a slope you would rise in proportion to $\varepsilon$.
+#
+# Here is the flat ground, computed. Nudging the factors by $\varepsilon$ changes the rank-5
+# matrix by $\varepsilon\,\Delta X$ plus terms of order $\varepsilon^2$, with
+# $\Delta X = \delta U\, \Sigma_5 V_5^\top + U_5 \Sigma_5\, \delta V^\top$ (`change` in the
+# code below) for nudge directions $\delta U, \delta V^\top$. The squared error then changes by
+# $-2\varepsilon \langle M - M_5, \Delta X \rangle$ plus terms of order $\varepsilon^2$. And
+# that first-order term is zero for *every* direction: each term of $\Delta X$ has $U_5$ or
+# $V_5^\top$ as a factor, and the dropped part $M - M_5$, built from the $u_i$ and $v_i$ with
+# $i > 5$, is orthogonal to both ($U_5^\top (M - M_5) = 0$ and $(M - M_5) V_5 = 0$).
+
+# %%
+residual = M_decay - ll.low_rank_approx(M_decay, 5)  # M - M_5
+directions = [(nudge_u, nudge_vt)]  # the direction of the experiment, and four more random ones
+directions += [(rng.normal(size=U_5.shape), rng.normal(size=Vt_5.shape)) for _ in range(4)]
+for d_u, d_vt in directions:
+    change = (d_u * S_5) @ Vt_5 + (U_5 * S_5) @ d_vt  # first-order change of the matrix
+    first_order = np.sum(residual * change)  # the inner product <M - M_5, change>
+    assert abs(first_order) < 1e-12 * np.linalg.norm(residual) * np.linalg.norm(change)
+assert 90 < measured_ratio < 110
+print("<M - M_5, change> = 0 (to rounding) in all 5 directions: no first-order change")
+
+# %% [markdown]
+# This is a *local* statement: no small step from the truncated SVD helps. Eckart–Young says
+# more, that no rank-$k$ matrix anywhere does better, near or far; the flat ground is what that
+# global minimum looks like up close.
 
 # %% [markdown]
 # ## 3 · A real photograph
@@ -495,7 +609,7 @@ for k in shown_ranks:
     measured = np.linalg.norm(photo - (U_photo[:, :k] * s[:k]) @ Vt_photo[:k]) / norm_photo
     predicted = ll.truncation_error(s, k) / norm_photo  # section 2.3's formula, from s alone
     assert np.isclose(measured, predicted, rtol=1e-9)
-    print(f"rank {k:>3}: relative error {measured:.3f}")
+    print(f"rank {k:>3}: relative error {measured:.2f}")
 
 # %% [markdown]
 # Rank 1 is a single outer product: a "plaid" of one column profile times one row profile, which
@@ -506,8 +620,9 @@ for k in shown_ranks:
 # ### 3.1 The spectrum and the energy curve
 #
 # Why does it work so well? Because the singular values of the photo **decay fast**. The left panel
-# below shows them on a logarithmic scale: the first is almost four times the second, and the
-# hundredth is about a hundred times smaller than the first.
+# below shows $\sigma_i$ against its index $i$ (counted from 1, as in the maths) on a logarithmic
+# scale: the first is almost four times the second, and the hundredth is about a hundred times
+# smaller than the first.
 #
 # A convenient summary is the **energy** kept by rank $k$. The name comes from physics, where the
 # energy of a wave grows with the square of its amplitude; here too it is a sum of squares. The
@@ -516,10 +631,8 @@ for k in shown_ranks:
 #
 # $$E(k) = \frac{\sigma_1^2 + \dots + \sigma_k^2}{\sigma_1^2 + \dots + \sigma_p^2} .$$
 #
-# The error formula of section 2.3 makes the relative error and the energy two sides of one coin:
-# the squares of the kept and the dropped pieces add up to the total, so
-# $\text{relative error}^2 = 1 - E(k)$. The right panel plots $E(k)$ against a logarithmic rank
-# axis, which gives the first few ranks, where most of the energy is, room to show.
+# The right panel plots $E(k)$ against the rank $k$, on a logarithmic axis, which gives the
+# first few ranks, where most of the energy is, room to show.
 
 # %%
 energy = ll.energy_curve(s)  # energy[k - 1] is E(k)
@@ -527,18 +640,81 @@ fig = plots.spectrum_figure(s, mark_ranks=[1, 20, 100])
 display(fig)
 
 np.testing.assert_allclose(energy, np.cumsum(s**2) / np.sum(s**2))
-relative_errors = np.array([ll.truncation_error(s, k) for k in range(1, len(s) + 1)]) / norm_photo
-np.testing.assert_allclose(relative_errors**2, 1 - energy, atol=1e-12)
-print(f"rank 1 keeps {energy[0]:.1%} of the energy; its relative error is "
-      f"{ll.truncation_error(s, 1) / norm_photo:.2f}")
+print(f"rank 1 keeps {energy[0]:.1%} of the energy")
 print(f"sigma_1 / sigma_2 = {s[0] / s[1]:.1f}, sigma_1 / sigma_100 = {s[0] / s[99]:.0f}")
-for target in [0.9, 0.99, 0.999]:
-    needed = int(np.argmax(energy >= target)) + 1  # the first rank with E(k) >= target
-    print(f"{target:.1%} of the energy needs rank {needed:>3} of {len(s)}")
+
+# %% [markdown]
+# ### ✏️ Exercise 3 — how much rank for 99%?
+#
+# You want the cheapest rank-$k$ version of the photo that keeps at least 99% of its energy.
+# Using the array `energy` from the cell above (`energy[k - 1]` is $E(k)$), set `k99` to the
+# smallest such rank $k$, as a whole number.
+
+# %% tags=["exercise"]
+# ✏️ energy[k - 1] is E(k); you may use np.argmax, a loop, or np.searchsorted
+k99 = ...  # ✏️ your answer
+
+# %%
+_ = checks.check_energy_rank(k99, s)
+
+# %% [markdown]
+# For the record, the smallest ranks for three energy targets, found with `np.argmax`, which
+# returns the position of the first `True` counted from 0; the rank is one more:
+
+# %%
+rank_needed = {}
+for target in [0.9, 0.95, 0.99]:
+    k = int(np.argmax(energy >= target)) + 1  # position counted from 0, so + 1
+    assert energy[k - 1] >= target and (k == 1 or energy[k - 2] < target)
+    rank_needed[target] = k
+    print(f"{target:.0%} of the energy needs rank {k:>2} of {len(s)}")
+
+# %% [markdown]
+# ### ✏️ Exercise 4 — from energy to relative error
+#
+# The energy kept, $E(k)$, and the relative error,
+# $\lVert M - M_k \rVert_F / \lVert M \rVert_F$, both come from the singular values alone.
+# How are they related? Work it out on paper with the Pythagoras-like rule of section 2.3, then
+# write `my_relative_error(s, k)`: the relative error of the best rank-`k` approximation of a
+# matrix whose singular values are `s` (largest first), computed **through** $E(k)$.
+
+# %% tags=["exercise"]
+def my_relative_error(s, k):
+    """||M - M_k||_F / ||M||_F for the best rank-k approximation M_k of a matrix M with
+    singular values s (a 1-D array, largest first), computed from the energy E(k)."""
+    # ✏️ your code here: first E(k), then the relative error from it
+    raise NotImplementedError("exercise: write my_relative_error")
+
+
+# %%
+_ = checks.check_relative_error(my_relative_error)
+
+# %% [markdown]
+# The derivation: the pieces of the SVD are orthonormal, so their squared lengths add up
+# (section 2.3). The kept pieces hold $\lVert M_k \rVert_F^2 = \sigma_1^2 + \dots + \sigma_k^2$,
+# the dropped ones $\lVert M - M_k \rVert_F^2 = \sigma_{k+1}^2 + \dots + \sigma_p^2$, and
+# together they make $\lVert M \rVert_F^2$. Dividing by $\lVert M \rVert_F^2$:
+#
+# $$E(k) + \left(\frac{\lVert M - M_k \rVert_F}{\lVert M \rVert_F}\right)^2 = 1,
+# \qquad\text{so}\qquad \text{relative error} = \sqrt{1 - E(k)} .$$
+#
+# The two numbers carry the same information, on different scales. Because $\sqrt{x} \ge x$ for
+# $x$ between 0 and 1, the relative error is never smaller than the energy lost, $1 - E(k)$, and
+# the less energy is lost, the larger the factor between them ($1 / \sqrt{1 - E(k)}$): 99% of
+# the energy kept still means a relative error of $\sqrt{0.01} = 10\%$. Checked for every rank
+# of the photo:
+
+# %%
+relative_errors = np.array([ll.truncation_error(s, k) for k in range(1, len(s) + 1)]) / norm_photo
+np.testing.assert_allclose(relative_errors**2, 1 - energy, atol=1e-12)  # error² = 1 - E(k)
+assert np.all(relative_errors >= 1 - energy - 1e-12)  # never smaller than the energy lost
+for k in [1, rank_needed[0.99]]:
+    print(f"rank {k:>2}: energy kept {energy[k - 1]:.1%}, energy lost {1 - energy[k - 1]:.1%}, "
+          f"relative error {relative_errors[k - 1]:.2f}")
 
 # %% [markdown]
 # A word of caution about energy: it flatters. The first piece alone holds about 73% of the
-# energy, because it mostly records the average brightness, which is large for every pixel. Two
+# energy, because it mostly records the average brightness, which is positive at every pixel. Two
 # checks of that claim. A flat grey image, every pixel at the photo's mean brightness, shows
 # nothing of the photo, yet already holds over half of $\lVert M \rVert_F^2$. And the first
 # piece's column profile $u_1$ and row profile $v_1$ point almost exactly along the average
@@ -561,8 +737,9 @@ assert cos_u > 0.99 and cos_v > 0.99
 assert np.all(u1 > 0) and np.all(v1 > 0)  # no sign changes: brightness, not contrast
 
 # %% [markdown]
-# So the relative error (about 0.52 at rank 1) is the stricter measure, and the one we will use to
-# judge approximations. Exercise 3 asks you to compute the energy yourself.
+# So 73% of the energy is mostly the average brightness, and the relative error of the same
+# rank-1 approximation, 0.52, says more plainly how much of the picture is missing. From here on
+# we judge approximations by their relative error.
 #
 # ### 3.2 Storage: when does low rank pay?
 #
@@ -587,14 +764,15 @@ display(fig)
 for k in [20, 50, 100, 277]:
     ratio = m * n / ll.storage_cost(m, n, k)
     print(f"rank {k:>3}: {ll.storage_cost(m, n, k):>7,} numbers, compression {ratio:5.3f}x, "
-          f"relative error {ll.truncation_error(s, k) / norm_photo:.3f}")
+          f"relative error {ll.truncation_error(s, k) / norm_photo:.2f}")
 
 # %% [markdown]
 # The **compression ratio** $mn / (k(m+n))$ says how many times smaller the factors are. Rank 50
 # stores the photo in 1/5.5 of the space (18%) with about 11% relative error. From rank 277, the
 # first whole rank past break-even, the ratio is below 1: the factors store *more* numbers than
-# the picture. (Real image formats like JPEG compress far better; the SVD is the best *low-rank*
-# compression, not the best compression.)
+# the picture. (Eckart–Young makes the truncated SVD the best approximation *of low rank*, not the
+# best compression there is: image formats such as JPEG work differently and are not limited to
+# low rank.)
 #
 # ### 3.3 The rank slider
 #
@@ -619,8 +797,8 @@ np.testing.assert_allclose(explorer.screen_image, blocks, atol=1e-12)  # the 2 x
 assert np.isclose(explorer.relative_error, ll.truncation_error(s, 30) / norm_photo)
 assert np.isclose(explorer.energy, ll.energy_captured(s, 30))
 assert np.isclose(explorer.compression, m * n / ll.storage_cost(m, n, 30))
-print(f"rank {explorer.rank}: relative error {explorer.relative_error:.3f}, "
-      f"energy kept {explorer.energy:.2%}, compression {explorer.compression:.2f}x")
+print(f"rank {explorer.rank}: relative error {explorer.relative_error:.2f}, "
+      f"energy kept {explorer.energy:.1%}, compression {explorer.compression:.2f}x")
 
 # %% [markdown]
 # And the live version: drag the slider, or click its handle and use the arrow keys. Run the cells
@@ -641,7 +819,7 @@ probe = RankSlider(photo, rank=512)  # not displayed: the live slider above stay
 np.testing.assert_allclose(probe.reconstruction, photo, atol=1e-12)
 assert np.linalg.norm(photo - probe.reconstruction) / norm_photo < 1e-12
 assert probe.relative_error == 0 and probe.compression < 1
-print(f"rank 512: relative error {probe.relative_error:.3f}, "
+print(f"rank 512: relative error {probe.relative_error:.2f}, "
       f"compression {probe.compression:.2f}x (the factors outweigh the photo)")
 for rank_shown in [276, 277]:
     probe.update(rank_shown)
@@ -657,9 +835,8 @@ assert probe.compression < 1 < m * n / ll.storage_cost(m, n, 276)
 # one of the $d^2$ entries of the update $\Delta W$.
 #
 # LoRA makes a bet, stated by its authors (Hu et al., 2021) as a **hypothesis**: the update
-# needed for adaptation has a low "intrinsic rank". Its spectrum decays fast, like the photo's,
-# even though the pre-trained $W_0$ itself may be full rank, with a spectrum that is spread out
-# and decays slowly. If that is true, then $\Delta W \approx B A$ with $B$ ($d \times r$) and
+# needed for adaptation has a low "intrinsic rank": its spectrum decays fast, like the photo's,
+# even though the pre-trained $W_0$ itself may be full rank and far from low rank. If that is true, then $\Delta W \approx B A$ with $B$ ($d \times r$) and
 # $A$ ($r \times d$) for a small $r$, and we only need to learn $2dr$ numbers.
 #
 # We can't test that hypothesis here; a later notebook of the course (05, what LoRA learns) will
@@ -689,7 +866,8 @@ assert ll.energy_captured(spectra["W0 (random)"], 4) < 0.1
 
 # %% [markdown]
 # Both spectra are divided by their largest singular value, so that the two matrices share one
-# scale (hence "/ largest" in the title); the energy panel again uses a logarithmic rank axis.
+# scale (the left panel's axis reads $\sigma_i / \sigma_1$); the energy panel again uses a
+# logarithmic rank axis.
 #
 # Both matrices are full rank, but their spectra could hardly differ more. The random $W_0$ spreads
 # its energy over all 256 directions; the update puts almost all of it in four. If we keep the top
@@ -717,83 +895,11 @@ print(f"at d = {d_big}, r = 8: {ll.storage_cost(d_big, d_big, 8):,} trainable nu
 # fine-tuning is that we don't know $\Delta W$ in advance. Instead we will **train** $B$ and $A$ by
 # gradient descent. The truncated SVD from this notebook then becomes the yardstick, with one
 # condition. Eckart–Young is about the *distance to* $\Delta W$, measured in the Frobenius or the
-# spectral norm, while training minimises a *task loss* on data. The two coincide when the
-# inputs are whitened ($X^\top X = N I$, where the $N$ rows of $X$ are the inputs), and notebook
-# 02 shows that then no trained rank-$r$ pair does better than the truncated SVD. With other
-# inputs, the best rank-$r$ update weighs the directions of $\Delta W$ by how strongly the inputs
-# excite them.
-
-# %% [markdown]
-# ## Exercises
-#
-# Four short functions, one for each idea of this notebook. Replace the line
-# `raise NotImplementedError(...)` with your code and run the cell: the check below it tries your
-# function on several cases and prints ✅, or a hint about what to look at. Use NumPy only (not
-# `lora_lab`, which would be cheating a little).
-#
-# ### Exercise 1 · A low-rank approximation, piece by piece
-#
-# Write `my_low_rank_approx(M, k)`, returning the best rank-`k` approximation of `M` (same shape as
-# `M`) as a **sum of `k` rank-1 pieces** $\sigma_i u_i v_i^\top$ from the SVD (section 2.2). Here
-# `k` is a whole number from 1 to $\min(m, n)$; the check also tries $k = \min(m, n)$, where
-# nothing is dropped.
-
-# %%
-def my_low_rank_approx(M, k):
-    # Start from np.linalg.svd(M, full_matrices=False); which pieces does section 2.2 keep?
-    raise NotImplementedError("replace this line with your code")
-
-
-_ = checks.check_low_rank_approx(my_low_rank_approx)
-
-
-# %% [markdown]
-# ### Exercise 2 · The relative error
-#
-# Write `my_relative_error(M, k)`, returning $\lVert M - M_k \rVert_F / \lVert M \rVert_F$ for the
-# best rank-`k` approximation $M_k$. There are two routes: build $M_k$ and measure, or use the
-# formula from section 2.3 with the singular values alone. Both are accepted.
-
-# %%
-def my_relative_error(M, k):
-    # Either measure np.linalg.norm(M - M_k), or use the singular values you throw away.
-    raise NotImplementedError("replace this line with your code")
-
-
-_ = checks.check_relative_error(my_relative_error)
-
-
-# %% [markdown]
-# ### Exercise 3 · Energy kept
-#
-# Write `my_energy_kept(s, k)`: given singular values `s` (a 1-D array sorted largest first) and a
-# rank `k`, return the fraction of the energy kept, $E(k)$ from section 3.1, as a number between
-# 0 and 1.
-
-# %%
-def my_energy_kept(s, k):
-    # Energy adds up squared singular values.
-    raise NotImplementedError("replace this line with your code")
-
-
-_ = checks.check_energy_kept(my_energy_kept)
-
-
-# %% [markdown]
-# ### Exercise 4 · The largest rank that saves storage
-#
-# Write `my_largest_saving_rank(m, n)`: the largest **whole** rank `k` for which rank-`k`
-# factors of an `m x n` matrix need *fewer* numbers than the matrix itself (section 3.2), returned
-# as an `int`. Watch the edge case where $mn/(m+n)$ is itself a whole number, e.g. a $4 \times 4$
-# matrix.
-
-# %%
-def my_largest_saving_rank(m, n):
-    # Factors of rank k store k * (m + n) numbers; the matrix stores m * n.
-    raise NotImplementedError("replace this line with your code")
-
-
-_ = checks.check_break_even(my_largest_saving_rank)
+# spectral norm, while training minimises a *task loss* on data. For a squared-error loss with
+# whitened inputs ($X^\top X = N I$, where the $N$ rows of $X$ are the inputs), the loss is $N$
+# times the squared Frobenius distance to $\Delta W$, and notebook 02 shows that then no trained
+# rank-$r$ pair does better than the truncated SVD. With other inputs, the best
+# rank-$r$ update weighs the directions of $\Delta W$ by how strongly the inputs excite them.
 
 # %% [markdown]
 # ## Summary
@@ -802,14 +908,18 @@ _ = checks.check_break_even(my_largest_saving_rank)
 #   matrix is a sum of rank-1 pieces, and its **rank** is the fewest pieces that will do; in matrix
 #   form, $r$ pieces are a product $BA$ with $B$ ($m \times r$) and $A$ ($r \times n$).
 # * In floating point, rank is **numerical rank**: the count of singular values above a tolerance.
-#   A whisper of noise makes any matrix full rank, so the useful question is how well a low-rank
-#   matrix can *approximate* it.
+#   A whisper of random noise makes a matrix full rank, so the useful question is how well a
+#   low-rank matrix can *approximate* it.
 # * The **SVD** $M = \sum_i \sigma_i u_i v_i^\top$ sorts the pieces by strength. Keeping the first
 #   $k$ gives the truncated SVD $M_k$. Its Frobenius error is $\sqrt{\sigma_{k+1}^2 + \dots}$ and
-#   its spectral error $\sigma_{k+1}$, and by **Eckart–Young** no rank-$k$ matrix is closer to $M$
-#   in either norm. None of 1,510 challengers beat it above.
+#   its spectral error $\sigma_{k+1}$ (NumPy's `S[k]`: the maths counts from 1), and by the
+#   **Eckart–Young theorem** (Schmidt 1907, Eckart and Young 1936, Mirsky 1960) no rank-$k$ matrix
+#   is closer to $M$ in either norm. None of 1,510 challengers beat it above, and a small nudge
+#   away from it costs only in proportion to the square of the nudge.
 # * A photograph is full rank, but its spectrum decays fast: rank 50 gives about 11% relative error
-#   in 1/5.5 of the storage. Low rank only saves storage for $k < mn/(m+n)$.
+#   in 1/5.5 of the storage. The energy kept and the relative error are tied by
+#   $\text{relative error} = \sqrt{1 - E(k)}$, so 99% of the energy is still a 10% error. Low rank
+#   only saves storage for $k < mn/(m+n)$.
 # * LoRA's **hypothesis** is that fine-tuning updates $\Delta W$ have such fast-decaying spectra, so
 #   that $\Delta W \approx BA$ with a small $r$. The truncated SVD is the closest any rank-$r$ $BA$
 #   can get to $\Delta W$ (Frobenius or spectral norm). A trained adapter minimises a task loss

@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from lora_lab.plots import (
     eckart_young_figure,
+    lora_layer_figure,
     outer_products_figure,
     reconstructions_figure,
     spectrum_figure,
@@ -24,8 +25,15 @@ def test_outer_products_figure_shows_terms_and_sum() -> None:
     pieces = [np.outer([1, 2, 3], [1, 0, -1, 2]), np.outer([0, 1, 1], [2, 1, 0, 0])]
     fig = outer_products_figure(pieces, titles=["u1 v1ᵀ", "u2 v2ᵀ"])
     assert isinstance(fig, Figure)
-    assert [ax.get_title() for ax in fig.axes] == ["u1 v1ᵀ", "u2 v2ᵀ", "sum"]
-    np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), pieces[0] + pieces[1])
+    *panels, colour_bar = fig.axes
+    assert [ax.get_title() for ax in panels] == ["u1 v1ᵀ", "u2 v2ᵀ", "sum"]
+    np.testing.assert_array_equal(panels[2].images[0].get_array(), pieces[0] + pieces[1])
+    # one colour bar for all panels: one symmetric scale, labelled
+    assert colour_bar.get_ylabel() == "entry value"
+    limit = np.abs(pieces[0] + pieces[1]).max()
+    for ax in panels:
+        assert ax.images[0].get_clim() == (-limit, limit)
+    assert colour_bar.get_ylim() == (-limit, limit)
 
 
 def test_outer_products_figure_validates() -> None:
@@ -41,10 +49,10 @@ def test_reconstructions_figure_titles_carry_the_errors(matrix: np.ndarray) -> N
     fig = reconstructions_figure(matrix, [1, 5, 20])
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[0] == "original\n30 x 20"
-    assert titles[3] == "rank 20\nerror 0.0%"
+    assert titles[3] == "rank 20\nrel. error 0.0%"
     s = np.linalg.svd(matrix, compute_uv=False)
     expected = np.sqrt(np.sum(s[5:] ** 2) / np.sum(s**2))
-    assert titles[2] == f"rank 5\nerror {expected:.1%}"
+    assert titles[2] == f"rank 5\nrel. error {expected:.1%}"
 
 
 @pytest.mark.parametrize(("ranks", "error"), [([0], ValueError), ([21], ValueError),
@@ -66,6 +74,49 @@ def test_spectrum_figure_single_and_compared(matrix: np.ndarray) -> None:
         spectrum_figure(s[::-1])
     with pytest.raises(ValueError, match="mark_ranks"):
         spectrum_figure(s, mark_ranks=[99])
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_spectrum_figure_axes_say_index_for_sigma_and_rank_for_energy(
+        matrix: np.ndarray, normalize: bool) -> None:
+    """Left: sigma_i against its index i (1 = largest). Right: E(k) against the rank k."""
+    s = np.linalg.svd(matrix, compute_uv=False)
+    ax_s, ax_e = spectrum_figure(s, normalize=normalize).axes
+    assert "index" in ax_s.get_xlabel() and "rank" not in ax_s.get_xlabel()
+    assert ax_s.get_ylabel() == (r"$\sigma_i / \sigma_1$" if normalize else r"$\sigma_i$") \
+        + " (log scale)"
+    np.testing.assert_array_equal(ax_s.lines[0].get_xdata(), np.arange(1, s.size + 1))
+    assert ax_e.get_xlabel() == "rank k (log scale)"
+    assert ax_e.get_ylabel() == "energy kept E(k)"
+    every_axis = [ax_s, ax_e]
+    assert all(ax.get_xlabel() and ax.get_ylabel() and ax.get_title() for ax in every_axis)
+
+
+def test_every_rank_axis_of_notebook_01_is_labelled(matrix: np.ndarray) -> None:
+    """The storage and Eckart-Young figures plot against the rank k of an approximation."""
+    figures = [storage_figure(30, 20),
+               eckart_young_figure([1, 2], {"truncated SVD": [0.5, 0.4], "other": [0.6, 0.45]})]
+    for fig in figures:
+        for ax in fig.axes:
+            assert ax.get_xlabel() == "rank k" and ax.get_ylabel() and ax.get_title()
+
+
+def test_lora_layer_figure_labels_every_part_with_its_shape() -> None:
+    fig = lora_layer_figure()
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert ax.get_title() == r"a LoRA layer:  $h = W_0\,x + \dfrac{\alpha}{r}\,B\,A\,x$"
+    texts = " | ".join(t.get_text() for t in ax.texts)
+    for part in [r"$W_0$   (out × in)", "frozen", "A  (r × in)", "starts random",
+                 "B  (out × r)", "starts at zero", "× α/r", "+", "x\n(length in)",
+                 "h\n(length\nout)", "length r"]:
+        assert part in texts, part
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["frozen", "trained"]
+    # A narrows from in to r, B widens from r to out: the trapezoids' heights say so
+    a, b = (p for p in ax.patches if type(p).__name__ == "Polygon")
+    height = lambda corners, i: corners[3 - i][1] - corners[i][1]  # left (i=0), right (i=1)
+    assert height(a.get_xy(), 0) > height(a.get_xy(), 1)
+    assert height(b.get_xy(), 0) < height(b.get_xy(), 1)
 
 
 def test_spectrum_figure_labels_stay_inside_the_axes() -> None:

@@ -1,4 +1,17 @@
-"""Self-checks for notebook 01 (rank and the SVD)."""
+"""Self-checks for the exercises of notebook 01 (rank and the SVD).
+
+Each checker is cases + a reference from :mod:`lora_lab.lowrank` + a table of
+``Mistake(value, hint)``, over the shared core (:mod:`._core`). Tolerances follow
+the precision the learner computed in (:func:`._core.least_precise`), and are never
+tighter than float32's for a single number (``SCALAR_FLOOR``), so a correct
+float32 answer passes. Answers that are values (``name = ...`` in the notebook)
+count as "not answered yet" while they are still the literal ``...``.
+
+Why these four: each one practises a step learners really get wrong -- the
+maths counts singular values from 1 and NumPy from 0; the truncated SVD is a
+minimum, so small changes cost only second order; "99% of the energy" is not
+"1% error"; and relative error and energy are linked by Pythagoras.
+"""
 
 from __future__ import annotations
 
@@ -7,250 +20,340 @@ from typing import Any
 
 import numpy as np
 
-from ..lowrank import (
-    break_even_rank,
-    energy_captured,
-    low_rank_approx,
-    singular_values,
-    truncation_error,
+from .._validate import as_array, as_matrix, check_real
+from ..lowrank import energy_curve, singular_values, truncation_error
+from ._core import (
+    ERROR_HINT,
+    RTOL,
+    LearnerError,
+    Mistake,
+    call,
+    compare,
+    least_precise,
+    match_mistake,
+    number,
+    run_checker,
+    verdict,
 )
-from ._core import compare, least_precise
-from ._core import require_callable as _require_callable
-from ._core import verdict as _verdict
 
 __all__ = [
-    "check_break_even",
-    "check_energy_kept",
-    "check_low_rank_approx",
+    "check_energy_rank",
+    "check_rank_2_errors",
     "check_relative_error",
+    "check_shrink_prediction",
 ]
 
+NOT_ANSWERED = ("replace `...` in `{name} = ...` with your answer, run that cell, then run "
+                "this check again.")
+#: A single number carries no trace of the precision it was computed in (float(x) of a float32
+#: result is a Python float), so single-number answers are accepted to float32 precision at
+#: least. No typical mistake comes within that tolerance of the right answer.
+SCALAR_FLOOR = "float32"
 
-def _call(fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None]:
-    """Run the learner's ``fn``: ``(result, None)``, or ``(None, what went wrong)`` if it raised."""
-    try:
-        return fn(*args), None
-    except Exception as exc:  # the learner's code may raise anything; report it kindly
-        return None, f"your function raised {type(exc).__name__}: {exc}"
-
-
-def _compare(got: Any, expected: Any, what: str, *inputs: Any) -> str | None:
-    """Dtype-aware comparison: the tolerance follows the least precise of got and inputs."""
-    return compare(got, expected, what, dtype=least_precise(got, *inputs))
+ROUNDED = ("very close, but not equal: if you typed digits from a printout, they were rounded. "
+           "Compute the answer from the array itself (e.g. S[0]) so that no digits are lost.")
 
 
-# --------------------------------------------------------------------------- notebook 01
+# --------------------------------------------------------------------------- shared helpers
 
-def _nb01_run(fn: Callable[..., Any], *args: Any) -> tuple[Any, str | None, str | None]:
-    """Call ``fn`` on copies of ``args``; return ``(result, problem, hint)``.
+def _scalar_dtype(*values: Any) -> str:
+    """The dtype whose tolerance a single-number answer is judged with (see SCALAR_FLOOR)."""
+    return max(least_precise(*values), SCALAR_FLOOR, key=RTOL.__getitem__)
 
-    Why copies: a function that edits its input in place must not change the
-    reference answer it is compared with.
-    """
-    copies = [np.copy(a) if isinstance(a, np.ndarray) else a for a in args]
-    got, error = _call(fn, *copies)
-    if error is not None:
-        if "NotImplementedError" in error:
-            return None, error, ("replace the line `raise NotImplementedError(...)` with your "
-                                 "code, run that cell, then run this check again.")
-        return None, error, "call your function on a small example and read the error message."
+
+def _one_number(value: Any) -> float | None:
+    """:func:`._core.number`, also for a 1-element 1-D array (NumPy 2 refuses float() of it)."""
+    if isinstance(value, np.ndarray) and value.shape == (1,):
+        value = value[0]
+    return number(value)
+
+
+def _answer(value: Any, name: str) -> float:
+    """``value`` as one real number, or :class:`LearnerError` saying what it is instead."""
+    if value is Ellipsis:
+        raise LearnerError(f"{name} is still `...`.", NOT_ANSWERED.format(name=name))
+    hint = f"set {name} to one number (not a list, a string or a function)."
+    if callable(value):
+        raise LearnerError(f"{name} is a function, but the exercise asks for a number.", hint)
+    got = _one_number(value)
     if got is None:
-        return None, "your function returned None.", "did you forget the `return` line?"
-    return got, None, None
+        raise LearnerError(f"{name} should be one number, got {type(value).__name__}.", hint)
+    return got
 
 
-def _nb01_number(got: Any) -> float | None:
-    """``got`` as a float if it is a single real number (0-d arrays too), else None."""
-    if isinstance(got, (bool, np.bool_)):
-        return None
+def _judge(title: str, check: Callable[[], None]) -> bool:
+    """Run ``check()``; print the verdict (its :class:`LearnerError`, or a pass) and return it."""
     try:
-        value = np.asarray(got, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return float(value) if value.shape == () else None
+        check()
+    except LearnerError as wrong:
+        return verdict(title, wrong.problem, wrong.hint)
+    return verdict(title)
 
 
-def _nb01_match(got: Any, mistakes: list[tuple[Any, str]], expected: Any) -> str | None:
-    """The hint of the first known mistake equal to ``got`` (and not to ``expected``)."""
-    for wrong, hint in mistakes:
-        if _compare(wrong, expected, "") is not None and _compare(got, wrong, "") is None:
-            return hint
-    return None
+def _expect(name: str, got: float, expected: float, mistakes: list[Mistake], *, dtype: str,
+            scale: float, what: str) -> None:
+    """Raise :class:`LearnerError` with the matching hint unless ``got`` equals ``expected``."""
+    if compare(got, expected, name, dtype=dtype, scale=scale) is None:
+        return
+    hint = match_mistake(got, mistakes, expected, dtype=dtype, scale=scale)
+    if hint is None and abs(got - expected) <= 5e-3 * abs(expected):
+        hint = ROUNDED
+    raise LearnerError(f"{name} = {got:.4g} is not {what}.",
+                       hint or f"look again at the formula for {what} in the text above.")
 
 
-def _nb01_matrices() -> list[np.ndarray]:
-    """Three small test matrices: tall, wide and square (seeded, distinct singular values)."""
-    rng = np.random.default_rng(1)
-    return [rng.normal(size=(7, 5)), rng.normal(size=(4, 9)), rng.normal(size=(5, 5))]
+# --------------------------------------------------------------------------- exercise 1
+
+def _spectral_mistakes(s: np.ndarray, norm: float) -> list[Mistake]:
+    frobenius = float(np.sqrt(np.sum(s[2:] ** 2)))
+    return [
+        Mistake(s[3], "that is sigma_4 = S[3]. NumPy counts from 0: sigma_1 is S[0], so "
+                      "sigma_3 is S[2]."),
+        Mistake(s[1], "that is sigma_2 = S[1], the smallest singular value that rank 2 keeps. "
+                      "The spectral error is the largest one it drops: sigma_3."),
+        Mistake(frobenius, "that is the Frobenius error sqrt(sigma_3² + sigma_4²); the spectral "
+                           "error is only the largest dropped value, sigma_3."),
+        Mistake(s[2] / norm, "that is relative to ||M||_F; the exercise asks for the error "
+                             "itself."),
+    ]
 
 
-def check_low_rank_approx(my_low_rank_approx: Callable[[np.ndarray, int], np.ndarray]) -> bool:
-    """Check ``my_low_rank_approx(M, k)`` -> best rank-k approximation of M, shape (m, n).
+def _frobenius_mistakes(s: np.ndarray, norm: float) -> list[Mistake]:
+    tail = s[2:]
+    return [
+        Mistake(np.sqrt(np.sum(s[3:] ** 2)),
+                "you started at S[3], which is sigma_4. Rank 2 drops sigma_3, sigma_4, ...: "
+                "counting from 0, that is S[2:]."),
+        Mistake(np.sqrt(np.sum(s[1:] ** 2)),
+                "you started at S[1] = sigma_2, which rank 2 keeps. The dropped values start "
+                "at sigma_3 = S[2]."),
+        Mistake(s[2], "that is only sigma_3, the spectral error. The Frobenius error adds up "
+                      "every dropped square: sqrt(sigma_3² + sigma_4² + ...)."),
+        Mistake(np.sum(tail), "square the dropped singular values before adding them, then "
+                              "take the square root."),
+        Mistake(np.sum(tail**2), "that is the squared error: take the square root at the end."),
+        Mistake(np.sqrt(np.sum(s[:2] ** 2)),
+                "that is the size of the part rank 2 keeps, ||M_2||_F. The error is the part it "
+                "drops."),
+        Mistake(np.sqrt(np.sum(tail**2)) / norm,
+                "that is relative to ||M||_F; the exercise asks for the error itself."),
+    ]
 
-    Compared with :func:`lora_lab.lowrank.low_rank_approx` on a tall, a wide and a
-    square matrix (the last at full rank). Why: the truncated SVD is the yardstick
-    for every low-rank update in this course, so it has to be exactly right.
+
+def check_rank_2_errors(spectral_error_2: Any, frobenius_error_2: Any, M: np.ndarray) -> bool:
+    """Check the errors of the best rank-2 approximation M_2 of ``M``, read off its singular values.
+
+    ``spectral_error_2`` should be ``||M - M_2||_2 = sigma_3`` and
+    ``frobenius_error_2`` ``||M - M_2||_F = sqrt(sigma_3² + sigma_4² + ...)``, where
+    the maths counts sigma_1 >= sigma_2 >= ... from 1 (so sigma_3 is NumPy's
+    ``S[2]``). ``M`` (m, n) needs min(m, n) >= 4, so that the two errors differ.
+    Reference: :func:`lora_lab.lowrank.truncation_error`. Raises ``ValueError``
+    or ``TypeError`` for an unsuitable ``M``. Why: translating sigma_{k+1} into
+    an index is where 1-based maths meets 0-based code.
     """
-    _require_callable(my_low_rank_approx)
-    title = "my_low_rank_approx"
-    for M, k in zip(_nb01_matrices(), (2, 1, 5), strict=True):
-        got, problem, hint = _nb01_run(my_low_rank_approx, M, k)
-        if problem is not None:
-            return _verdict(title, problem, hint)
-        expected = low_rank_approx(M, k)
-        problem = _compare(got, expected, f"for M of shape {M.shape} and k={k}")
-        if problem is None:
-            continue
-        U, S, Vt = np.linalg.svd(M, full_matrices=False)
-        p = S.size
-        mistakes = [
-            (U[:, :k] @ Vt[:k], "the singular values are missing: each piece is "
-                                "S[i] * outer(U[:, i], Vt[i]), so scale by S."),
-            ((U[:, p - k:] * S[p - k:]) @ Vt[p - k:],
-             "np.linalg.svd sorts the singular values largest first, so the strongest "
-             "pieces are the first k (indices 0 .. k-1), not the last k."),
-            (M, "you returned M itself; keep only the first k rank-1 pieces of its SVD."),
-        ]
-        if k < p:
-            mistakes.append(((U[:, :k + 1] * S[:k + 1]) @ Vt[:k + 1],
-                             "you kept k + 1 pieces. Python's range(k) and the slice [:k] "
-                             "already give exactly k of them (0 .. k-1)."))
-        if k > 1:
-            mistakes.append(((U[:, :k - 1] * S[:k - 1]) @ Vt[:k - 1],
-                             "you kept k - 1 pieces: the loop or slice stops one too early."))
-        hint = _nb01_match(got, mistakes, expected) or (
-            "the best rank-k approximation is the sum of the first k pieces "
-            "S[i] * np.outer(U[:, i], Vt[i]) from U, S, Vt = np.linalg.svd(M).")
-        return _verdict(title, problem, hint)
-    return _verdict(title, None)
+    M = as_matrix(M, "M")
+    if min(M.shape) < 4:
+        raise ValueError(f"M must have at least 4 rows and 4 columns, got shape {M.shape}")
+    s = singular_values(M)
+    norm = truncation_error(s, 0)
+
+    def check() -> None:
+        spectral = _answer(spectral_error_2, "spectral_error_2")
+        frobenius = _answer(frobenius_error_2, "frobenius_error_2")
+        dtype = _scalar_dtype(spectral_error_2, frobenius_error_2, M)
+        _expect("spectral_error_2", spectral, truncation_error(s, 2, norm="spectral"),
+                _spectral_mistakes(s, norm), dtype=dtype, scale=float(s[0]),
+                what="the spectral error of the best rank-2 approximation")
+        _expect("frobenius_error_2", frobenius, truncation_error(s, 2),
+                _frobenius_mistakes(s, norm), dtype=dtype, scale=float(s[0]),
+                what="the Frobenius error of the best rank-2 approximation")
+
+    return _judge("spectral_error_2 and frobenius_error_2", check)
 
 
-def check_energy_kept(my_energy_kept: Callable[[np.ndarray, int], float]) -> bool:
-    """Check ``my_energy_kept(s, k)`` -> fraction of energy kept by the top k singular values.
+# --------------------------------------------------------------------------- exercise 2
 
-    ``s`` (p,) is sorted largest first; the answer is ``sum(s[:k]**2) / sum(s**2)``,
-    a number in [0, 1], compared with :func:`lora_lab.lowrank.energy_captured`.
-    Why: "how much of the matrix survives rank k?" is the question every rank
-    choice in this course asks.
+SHRINK_OPTIONS = (1, 10, 100)
+_SHRINK_HINTS = {
+    1: "a 10 times smaller nudge puts the candidate 10 times closer to the truncated SVD, so "
+       "the gap does shrink. The question is how fast.",
+    10: "a gap proportional to the step is what you get on a slope. But the truncated SVD is "
+        "the *best* rank-k matrix, the bottom of the valley, where the slope is zero: there "
+        "the gap grows like the square of the step, and (1/10)² = 1/100.",
+}
+
+
+def check_shrink_prediction(shrink_factor: Any, measured_ratio: float) -> bool:
+    """Check a prediction (1, 10 or 100) against the ratio the notebook's experiment measured.
+
+    ``measured_ratio`` (> 0) is gap(nudge 10^-3) / gap(nudge 10^-4): how many times
+    the nudged SVD's excess error shrank when the nudge shrank 10 times. The right
+    option is the one closest to it on a log scale. Raises ``TypeError`` or
+    ``ValueError`` for a ``measured_ratio`` that is not a positive real number.
+    Why: at a minimum the first-order change vanishes, which is what "the truncated
+    SVD is optimal" means locally.
     """
-    _require_callable(my_energy_kept)
-    title = "my_energy_kept"
-    cases = ((np.array([4.0, 3.0, 2.0, 1.0]), 1), (np.array([10.0, 2.0, 1.0, 0.5, 0.5]), 2),
-             (np.array([3.0, 2.0, 2.0]), 3))
-    for s, k in cases:
-        call = f"my_energy_kept(s={s.tolist()}, k={k})"
-        got, problem, hint = _nb01_run(my_energy_kept, s, k)
-        if problem is not None:
-            return _verdict(title, f"{call}: {problem}", hint)
-        value = _nb01_number(got)
-        expected = energy_captured(s, k)
-        if value is None:
-            return _verdict(title, f"{call} returned {type(got).__name__}, not one number.",
-                            "return a single float, e.g. float(...).")
-        if np.isclose(value, expected, rtol=1e-9, atol=1e-12):
-            continue
-        total = np.sum(s**2)
-        mistakes = [
-            (np.sum(s[:k]) / np.sum(s), "energy adds up *squared* singular values: "
-                                         "sum(s[:k]**2) / sum(s**2)."),
-            (np.sum(s[:k] ** 2), "divide by the total energy sum(s**2) to get a fraction."),
-            (100 * expected, "return a fraction between 0 and 1, not a percentage."),
-            (np.sqrt(expected), "no square root here: energy is a ratio of sums of squares."),
-            (1 - expected, "that is the energy thrown away; we want the energy kept."),
-            (np.sum(s[:k + 1] ** 2) / total if k < s.size else expected,
-             "you kept k + 1 values: s[:k] already holds the first k."),
-        ]
-        hint = _nb01_match(value, mistakes, expected) or (
-            "square the singular values, add up the first k, divide by the sum of all.")
-        return _verdict(title, f"{call} returned {value:.4g}, expected {expected:.4g}.", hint)
-    return _verdict(title, None)
+    measured = check_real(measured_ratio, "measured_ratio", positive=True)
+    expected = min(SHRINK_OPTIONS, key=lambda option: abs(np.log(measured / option)))
+
+    def check() -> None:
+        got = _answer(shrink_factor, "shrink_factor")
+        if got not in SHRINK_OPTIONS:
+            raise LearnerError(f"shrink_factor = {got:g} is not one of the options.",
+                               "set shrink_factor to 1, 10 or 100.")
+        if got != expected:
+            hint = _SHRINK_HINTS.get(int(got)) if expected == 100 else None
+            raise LearnerError(
+                f"you predicted {got:g}; the experiment measured {measured:.3g}.",
+                hint or "pick the option closest to what the experiment measured; the text "
+                        "after this check explains why it comes out that way.")
+
+    return _judge("shrink_factor", check)
+
+
+# --------------------------------------------------------------------------- exercise 3
+
+def _smallest_rank(fraction: np.ndarray, target: float) -> int:
+    """The smallest k (from 1) with ``fraction[k - 1] >= target``; the last one if none is."""
+    reached = np.flatnonzero(fraction >= target)
+    return int(reached[0]) + 1 if reached.size else fraction.size
+
+
+def _energy_rank_mistakes(s: np.ndarray, energy: np.ndarray, target: float,
+                          expected: int) -> list[Mistake]:
+    unsquared = _smallest_rank(np.cumsum(s) / max(float(np.sum(s)), 1e-300), target)
+    strict = 1 - (1 - target) ** 2  # a relative error of 1 - target needs this much energy
+    by_error = _smallest_rank(energy, strict)
+    below = energy[expected - 2] if expected > 1 else 0.0
+    return [
+        Mistake(expected - 1, f"rank {expected - 1} keeps only {below:.3%} of the energy, just "
+                              f"under {target:.0%}. np.argmax gives a position counted from "
+                              "0, and energy[k - 1] is E(k): the rank is that position + 1."),
+        Mistake(unsquared, "energy adds up *squared* singular values, "
+                           "E(k) = (sigma_1² + ... + sigma_k²) / (sigma_1² + ... + sigma_p²): "
+                           "use `energy`, or s**2, not s itself."),
+        Mistake(by_error, f"that rank has a relative error under {1 - target:.0%}, which takes "
+                          f"{strict:.2%} of the energy. The question asks for {target:.0%} of "
+                          "the energy, a much lower bar."),
+    ]
+
+
+def check_energy_rank(k99: Any, s: np.ndarray, target: float = 0.99) -> bool:
+    """Check ``k99``: the smallest rank whose best approximation keeps ``target`` of the energy.
+
+    ``s`` (p,) are singular values, largest first; the reference is the first k
+    with ``lora_lab.energy_curve(s)[k - 1] >= target`` (``target`` in (0, 1)).
+    Raises ``ValueError``/``TypeError`` for bad ``s`` or ``target``. Why: "which
+    rank do I need?" is the question every use of low rank starts with.
+    """
+    s = as_array(s, "s", ndim=1)
+    energy = energy_curve(s)
+    target = check_real(target, "target", low=0.0, high_exclusive=1.0)
+    if target == 0:
+        raise ValueError("target must be > 0, got 0.0")
+    expected = _smallest_rank(energy, target)
+
+    def check() -> None:
+        got = _answer(k99, "k99")
+        if not got.is_integer() or not 1 <= got <= energy.size:
+            raise LearnerError(f"k99 = {got:g} is not a rank.",
+                               f"a rank is a whole number from 1 to {energy.size}.")
+        k = int(got)
+        if k == expected:
+            return
+        hint = match_mistake(k, _energy_rank_mistakes(s, energy, target, expected), expected)
+        if hint is None and k < expected:
+            hint = f"rank {k} keeps {energy[k - 1]:.3%} of the energy, less than {target:.0%}."
+        elif hint is None:
+            hint = (f"rank {k} keeps at least {target:.0%}, but so does rank {k - 1} "
+                    f"({energy[k - 2]:.3%}); the smallest such rank is asked.")
+        raise LearnerError(f"k99 = {k} is not the smallest rank that keeps {target:.0%} of "
+                           "the energy.", hint)
+
+    return _judge("k99", check)
+
+
+# --------------------------------------------------------------------------- exercise 4
+
+RELATIVE_ERROR_CASES = (
+    (np.array([4.0, 3.0, 2.0, 1.0]), 2),
+    (np.array([10.0, 2.0, 1.0, 0.5, 0.5]), 1),
+    (np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5], dtype=np.float32), 3),
+    (np.array([3.0, 2.0, 2.0]), 3),  # k = p: nothing is dropped, the error is exactly 0
+)
+
+
+def _relative_error_mistakes(s: np.ndarray, k: int) -> list[Mistake]:
+    total = float(np.sum(s**2))
+    kept = float(np.sum(s[:k] ** 2)) / total
+    mistakes = [
+        Mistake(np.sqrt(1 - np.sum(s[1:k + 1] ** 2) / total),
+                "you kept sigma_2 .. sigma_{k+1}, i.e. s[1:k+1] or range(1, k + 1). NumPy "
+                "counts from 0: the first k singular values are s[0] .. s[k-1], i.e. s[:k]."),
+        Mistake(np.sqrt(1 - np.sum(s[:k - 1] ** 2) / total),
+                "you kept only k - 1 values: s[:k-1] (or dropping from s[k-1:]) is one short. "
+                "The first k are s[:k], and the dropped ones start at s[k]."),
+        Mistake(np.sqrt(np.sum(s[k + 1:] ** 2) / total),
+                "you skipped one: the dropped values start at s[k] (that is sigma_{k+1}), "
+                "so the tail is s[k:]."),
+        Mistake(kept, "that is the energy kept, E(k), close to 1 when the approximation is "
+                      "good. The error measures what is dropped."),
+        Mistake(1 - kept, "that is the squared relative error, 1 - E(k): take its square root."),
+        Mistake(np.sqrt(kept), "that is ||M_k||_F / ||M||_F, the relative size of what is kept."),
+        Mistake(1 - np.sqrt(kept), "norms do not subtract, squares do (Pythagoras): "
+                                   "||M||² = ||M_k||² + ||M - M_k||²."),
+        Mistake(np.sqrt(np.sum(s[k:] ** 2)), "divide by ||M||_F = sqrt(sum of all s²): the "
+                                             "error should be relative to the size of M."),
+        Mistake(np.sum(s[k:]) / np.sum(s), "square the singular values before adding them up."),
+    ]
+    if k < s.size:
+        spectral = ("that is sigma_{k+1}, the spectral-norm error. The Frobenius error adds up "
+                    "every dropped square: sqrt(s[k]² + s[k+1]² + ...) / ||M||_F.")
+        mistakes += [Mistake(s[k] / np.sqrt(total), spectral), Mistake(s[k] / s[0], spectral)]
+    return mistakes
+
+
+def _check_relative_error_case(fn: Callable[..., Any], case: tuple[np.ndarray, int]) -> None:
+    s, k = case
+    where = f"my_relative_error(s={np.round(s.astype(float), 3).tolist()}, k={k})"
+    got = call(fn, s, k, names=("s",), error_hint=_error_hint)
+    value = _one_number(got)
+    if value is None:
+        raise LearnerError(f"{where} returned {type(got).__name__}, not one number.",
+                           "return a single number, e.g. float(...).")
+    expected = truncation_error(s, k) / truncation_error(s, 0)
+    dtype = _scalar_dtype(got, s)
+    # Compared as squares: sqrt(1 - E(k)) is exact in its square, and 1 - E(k) rounds to
+    # ~1e-7 (float32) near zero, so a correct answer may be sqrt(1e-7), not 0.
+    if compare(value**2, expected**2, where, dtype=dtype, scale=1.0) is None:
+        return
+    if np.isnan(value) and expected == 0:
+        hint = ("at k = p nothing is dropped and the error is 0. If you computed "
+                "sqrt(1 - E(k)), rounding can make 1 - E(k) a hair below 0: use "
+                "np.sqrt(max(1 - E, 0)), or add up the dropped squares directly.")
+    else:
+        hint = match_mistake(value, _relative_error_mistakes(s.astype(float), k), expected,
+                             dtype=dtype, scale=1.0)
+    raise LearnerError(f"{where} returned {value:.4g}, expected {expected:.4g}.",
+                       hint or "relative error² = (sum of the dropped s²) / (sum of all s²).")
+
+
+def _error_hint(problem: str) -> str:
+    if "IndexError" in problem:
+        return ("s has p entries, s[0] .. s[p-1]: at k = p there is no s[k]. Slices like "
+                "s[k:] are safe (empty at k = p); single indices are not.")
+    return ERROR_HINT
 
 
 def check_relative_error(my_relative_error: Callable[[np.ndarray, int], float]) -> bool:
-    """Check ``my_relative_error(M, k)`` -> ``||M - M_k||_F / ||M||_F`` for the best rank-k M_k.
+    """Check ``my_relative_error(s, k)`` -> ``||M - M_k||_F / ||M||_F`` from singular values.
 
-    Compared with :func:`lora_lab.lowrank.truncation_error` divided by the norm of M,
-    on a tall, a wide and a square matrix. Either route counts: build M_k and
-    measure, or use Eckart-Young's formula from the singular values. Why: a relative
-    error is comparable across matrices of any size and scale.
+    ``s`` (p,) are the singular values of some M, largest first (float64 or
+    float32), ``k`` in [1, p]; the answer is ``sqrt(1 - E(k))``, equivalently
+    ``sqrt(sum(s[k:]**2) / sum(s**2))``. Reference: :func:`lora_lab.lowrank.truncation_error`.
+    Raises ``TypeError`` if ``my_relative_error`` is not callable. Why: the
+    relative error is the measure this course judges approximations by, and it
+    follows from the energy by Pythagoras.
     """
-    _require_callable(my_relative_error)
-    title = "my_relative_error"
-    for M, k in zip(_nb01_matrices(), (2, 1, 5), strict=True):
-        call = f"my_relative_error(M of shape {M.shape}, k={k})"
-        got, problem, hint = _nb01_run(my_relative_error, M, k)
-        if problem is not None:
-            return _verdict(title, f"{call}: {problem}", hint)
-        value = _nb01_number(got)
-        if value is None:
-            return _verdict(title, f"{call} returned {type(got).__name__}, not one number.",
-                            "return a single float, e.g. float(np.linalg.norm(...) / ...).")
-        s = singular_values(M)
-        norm = float(np.sqrt(np.sum(s**2)))
-        expected = truncation_error(s, k) / norm
-        if np.isclose(value, expected, rtol=1e-7, atol=1e-9):
-            continue
-        tail = s[k:]
-        mistakes = [
-            (expected * norm, "divide by ||M||_F: the error should be relative to the size of M."),
-            (expected**2, "take the square root: the Frobenius norm is the square root of the "
-                          "sum of squares."),
-            ((tail[0] if tail.size else 0.0) / norm,
-             "that is only the largest thrown-away singular value (the spectral-norm error); "
-             "the Frobenius error adds up all of them: sqrt(s[k]**2 + s[k+1]**2 + ...)."),
-            (np.sum(tail) / np.sum(s), "square the singular values before adding them up."),
-            (float(np.sqrt(np.sum(s[k + 1:] ** 2))) / norm,
-             "you skipped one: the thrown-away values start at index k (s[k:]), because "
-             "s[0] .. s[k-1] are the k kept."),
-            (float(np.sqrt(np.sum(s[max(k - 1, 0):] ** 2))) / norm,
-             "you threw away one too many: s[:k] are kept, so the tail is s[k:]."),
-        ]
-        hint = _nb01_match(value, mistakes, expected) or (
-            "build M_k, then return np.linalg.norm(M - M_k) / np.linalg.norm(M).")
-        return _verdict(title, f"{call} returned {value:.4g}, expected {expected:.4g}.", hint)
-    return _verdict(title, None)
-
-
-def check_break_even(my_largest_saving_rank: Callable[[int, int], int]) -> bool:
-    """Check ``my_largest_saving_rank(m, n)`` -> largest rank k whose factors save storage.
-
-    Factors of rank k store ``k (m + n)`` numbers, the full matrix ``m n``; the answer
-    is the largest whole k with ``k (m + n) < m n`` (strictly: equal cost saves
-    nothing), i.e. the largest integer below :func:`lora_lab.lowrank.break_even_rank`.
-    Why: it is the rank above which "low rank" stops paying for itself.
-    """
-    _require_callable(my_largest_saving_rank)
-    title = "my_largest_saving_rank"
-    for m, n in ((600, 512), (4, 4), (5, 7), (768, 3072), (4096, 4096), (3, 6)):
-        call = f"my_largest_saving_rank({m}, {n})"
-        got, problem, hint = _nb01_run(my_largest_saving_rank, m, n)
-        if problem is not None:
-            return _verdict(title, f"{call}: {problem}", hint)
-        even = break_even_rank(m, n)
-        expected = int(np.ceil(even)) - 1
-        value = _nb01_number(got)
-        if value is None or not value.is_integer():
-            shown = f"{value:.4g}" if value is not None else type(got).__name__
-            return _verdict(title, f"{call} returned {shown}, not a whole number.",
-                            "a rank is a whole number: the largest integer k with "
-                            "k * (m + n) < m * n.")
-        if int(value) == expected:
-            continue
-        mistakes = [
-            (np.floor(even), "at exactly k = m n / (m + n) the factors cost as much as the "
-                             "matrix, which saves nothing: you need k (m + n) < m n, strictly."),
-            (np.round(even), "rounding can land on or above the break-even point; take the "
-                             "largest whole k that is strictly below it."),
-            (np.ceil(even), "that rank costs at least as much as the full matrix; go one lower."),
-            (min(m, n) // 2, "min(m, n) / 2 is the break-even only for square matrices; use "
-                             "m n / (m + n)."),
-            (min(m, n), "that is the largest possible rank, not the largest one that saves "
-                        "storage."),
-        ]
-        hint = _nb01_match(value, mistakes, float(expected)) or (
-            "factors of rank k store k * (m + n) numbers and the matrix m * n: find the "
-            "largest k with k * (m + n) < m * n.")
-        return _verdict(title, f"{call} returned {int(value)}, expected {expected}.", hint)
-    return _verdict(title, None)
-
-
+    return run_checker("my_relative_error", my_relative_error, _check_relative_error_case,
+                       RELATIVE_ERROR_CASES)

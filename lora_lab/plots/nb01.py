@@ -1,4 +1,9 @@
-"""Figures for notebook 01 (rank and the SVD)."""
+"""Figures for notebook 01 (rank and the SVD), and the LoRA layer diagram of notebook 00.
+
+Axis conventions: a singular value's position in the sorted list is its *index*
+``i`` (counted from 1, as in sigma_1 >= sigma_2 >= ...); the *rank* ``k`` of an
+approximation is how many of them it keeps. Every axis carries a label.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Circle, FancyBboxPatch, Polygon
 
 from .._validate import as_array, as_matrix, check_int
 from ..lowrank import break_even_rank, energy_curve, storage_cost
 
 __all__ = [
     "eckart_young_figure",
+    "lora_layer_figure",
     "outer_products_figure",
     "reconstructions_figure",
     "spectrum_figure",
@@ -34,7 +41,8 @@ def outer_products_figure(terms: Sequence[np.ndarray], *,
 
     ``terms`` holds matrices of one shape (m, n), e.g. rank-1 outer products
     ``np.outer(u, v)``; ``titles`` labels them (default "piece 1", ...). All
-    panels share one colour scale (red positive, blue negative).
+    panels share one colour scale (red positive, blue negative), shown by the
+    colour bar on the right.
     Why: seeing a matrix assembled from striped rank-1 pieces makes
     "a matrix is a sum of rank-1 pieces" concrete.
     """
@@ -52,7 +60,7 @@ def outer_products_figure(terms: Sequence[np.ndarray], *,
     fig = Figure(figsize=(2.1 * len(panels), 2.4), layout="constrained")
     axes = fig.subplots(1, len(panels))
     for i, (ax, mat) in enumerate(zip(axes, panels, strict=True)):
-        ax.imshow(mat, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax.imshow(mat, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title("sum" if i == len(mats) else titles[i], fontsize=10)
@@ -60,6 +68,7 @@ def outer_products_figure(terms: Sequence[np.ndarray], *,
             sign = "=" if i == len(mats) else "+"
             ax.text(-0.12, 0.5, sign, transform=ax.transAxes, fontsize=18,
                     ha="center", va="center")
+    fig.colorbar(image, ax=list(axes), shrink=0.85, label="entry value")
     return fig
 
 
@@ -82,7 +91,7 @@ def reconstructions_figure(image: np.ndarray, ranks: Sequence[int]) -> Figure:
         approx = (U[:, :k] * S[:k]) @ Vt[:k]
         error = float(np.linalg.norm(M - approx)) / norm
         ax.imshow(approx, cmap="gray", vmin=low, vmax=high)
-        ax.set_title(f"rank {k}\nerror {error:.1%}", fontsize=10)
+        ax.set_title(f"rank {k}\nrel. error {error:.1%}", fontsize=10)
     for ax in axes:
         ax.set_axis_off()
     return fig
@@ -90,12 +99,14 @@ def reconstructions_figure(image: np.ndarray, ranks: Sequence[int]) -> Figure:
 
 def spectrum_figure(spectra: np.ndarray | Mapping[str, np.ndarray], *,
                     mark_ranks: Sequence[int] = (), normalize: bool = False) -> Figure:
-    """Singular values (left, log scale) and cumulative energy (right) against rank.
+    """Singular values against their index (left, log scale), energy kept against rank (right).
 
     ``spectra`` is one array of singular values (p,), largest first, or a mapping
     ``label -> values`` to compare several matrices. ``normalize=True`` divides
     each spectrum by its largest value, so matrices of different scale compare.
-    ``mark_ranks`` puts a dot on each energy curve at those ranks.
+    ``mark_ranks`` puts a dot on each energy curve at those ranks. The left
+    panel's x axis is the index i of sigma_i (1 = largest); the right panel's is
+    the rank k of an approximation, whose energy E(k) sums the first k squares.
     Why: how fast the spectrum decays decides how small a rank can be.
     """
     named = {"singular values": spectra} if not isinstance(spectra, Mapping) else spectra
@@ -106,7 +117,7 @@ def spectrum_figure(spectra: np.ndarray | Mapping[str, np.ndarray], *,
     for label, values in named.items():
         s = as_array(values, f"spectra[{label!r}]", ndim=1)
         energy = energy_curve(s)  # also checks: non-negative, largest first
-        ranks = np.arange(1, s.size + 1)
+        ranks = np.arange(1, s.size + 1)  # also the indices i = 1 .. p of sigma_i
         shown = s / s[0] if normalize and s[0] > 0 else s
         ax_s.plot(ranks, np.maximum(shown, np.finfo(float).tiny), label=label)
         (line,) = ax_e.plot(ranks, energy, label=label)
@@ -118,11 +129,14 @@ def spectrum_figure(spectra: np.ndarray | Mapping[str, np.ndarray], *,
             ax_e.annotate(f"k={k}: {energy[k - 1]:.1%}", (k, energy[k - 1]),
                           textcoords="offset points", xytext=offset, fontsize=8)
     ax_s.set_yscale("log")
-    ax_s.set_title("singular values" + (" / largest" if normalize else ""))
-    ax_s.set_xlabel("rank k")
-    ax_e.set_title("cumulative energy kept")
+    ax_s.set_title("singular values" + (", divided by the largest" if normalize else ""))
+    ax_s.set_xlabel(r"index $i$ ($\sigma_1$ is the largest)")
+    ax_s.set_ylabel((r"$\sigma_i / \sigma_1$" if normalize else r"$\sigma_i$") + " (log scale)")
+    ax_e.set_title("energy kept by the best rank-k approximation")
     ax_e.set_xscale("log")  # the interesting part is the first few ranks
+    ax_e.xaxis.set_major_formatter("{x:g}")  # 1, 10, 100 rather than 10^0, 10^1, 10^2
     ax_e.set_xlabel("rank k (log scale)")
+    ax_e.set_ylabel("energy kept E(k)")
     ax_e.set_ylim(0, 1.03)
     for ax in (ax_s, ax_e):
         ax.grid(alpha=0.3)
@@ -219,3 +233,77 @@ def eckart_young_figure(ranks: Sequence[int], errors: Mapping[str, Sequence[floa
         ax_gap.grid(alpha=0.3)
     return fig
 
+
+
+FROZEN, TRAINED = "#d5dde8", "#f6c48f"  # colours of frozen and trained weights
+
+
+def _box(ax, x: float, y: float, w: float, h: float, colour: str) -> None:
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04",
+                                facecolor=colour, edgecolor="black", linewidth=1.2))
+
+
+def _trapezoid(ax, x0: float, x1: float, y: float, h0: float, h1: float) -> None:
+    """A trained factor, drawn as a trapezoid from height ``h0`` (left) to ``h1`` (right)."""
+    corners = [(x0, y - h0 / 2), (x1, y - h1 / 2), (x1, y + h1 / 2), (x0, y + h0 / 2)]
+    ax.add_patch(Polygon(corners, closed=True, facecolor=TRAINED, edgecolor="black",
+                         linewidth=1.2))
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], label: str = "") -> None:
+    ax.annotate("", end, start, arrowprops={"arrowstyle": "-|>", "color": "black",
+                                            "linewidth": 1.2, "shrinkA": 0, "shrinkB": 0})
+    if label:
+        middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.22)
+        ax.text(*middle, label, ha="center", va="bottom", fontsize=9, color="dimgray")
+
+
+def lora_layer_figure() -> Figure:
+    """Diagram of a LoRA layer: ``h = W0 x + (alpha / r) B A x``, with every shape labelled.
+
+    Top path: the frozen pretrained weight W0 (out x in). Bottom path: A (r x in,
+    random at the start) squeezes the input to r numbers, B (out x r, zero at the
+    start) maps them back to out numbers, and the result is scaled by alpha / r.
+    The two paths are added. Frozen weights are grey-blue, trained ones orange;
+    A and B are drawn as trapezoids whose heights show in -> r -> out.
+    Why: the whole method fits in one picture, and the picture shows why it is
+    cheap: only the two thin factors are trained.
+    """
+    fig = Figure(figsize=(9.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 5.4)
+    ax.set_axis_off()
+    ax.set_title(r"a LoRA layer:  $h = W_0\,x + \dfrac{\alpha}{r}\,B\,A\,x$", fontsize=13)
+
+    ax.text(0.45, 2.6, "x\n(length in)", ha="center", va="center", fontsize=11)
+    ax.plot([1.05, 1.5, 1.5, 1.5], [2.6, 2.6, 4.0, 1.2], color="black", linewidth=1.2)
+    # top path: the frozen pretrained weight
+    _arrow(ax, (1.5, 4.0), (3.3, 4.0))
+    _box(ax, 4.6, 4.0, 2.4, 0.9, FROZEN)
+    ax.text(4.6, 4.0, r"$W_0$   (out × in)" + "\npretrained, frozen", ha="center",
+            va="center", fontsize=10)
+    _arrow(ax, (5.9, 4.0), (8.05, 2.85))
+    # bottom path: the trained low-rank branch
+    _arrow(ax, (1.5, 1.2), (2.5, 1.2))
+    _trapezoid(ax, 2.5, 3.5, 1.2, 1.5, 0.5)
+    ax.text(3.0, 1.2, "A", ha="center", va="center", fontsize=13, weight="bold")
+    ax.text(3.0, 0.2, "A  (r × in)\nstarts random", ha="center", va="center", fontsize=9)
+    _arrow(ax, (3.5, 1.2), (4.5, 1.2), label="length r")
+    _trapezoid(ax, 4.5, 5.5, 1.2, 0.5, 1.5)
+    ax.text(5.0, 1.2, "B", ha="center", va="center", fontsize=13, weight="bold")
+    ax.text(5.0, 0.2, "B  (out × r)\nstarts at zero", ha="center", va="center", fontsize=9)
+    _arrow(ax, (5.5, 1.2), (6.25, 1.2))
+    _box(ax, 6.75, 1.2, 0.9, 0.55, "white")
+    ax.text(6.75, 1.2, "× α/r", ha="center", va="center", fontsize=11)
+    _arrow(ax, (7.25, 1.2), (8.05, 2.35))
+    # the sum and the output
+    ax.add_patch(Circle((8.3, 2.6), 0.3, facecolor="white", edgecolor="black", linewidth=1.2))
+    ax.text(8.3, 2.6, "+", ha="center", va="center", fontsize=16)
+    _arrow(ax, (8.6, 2.6), (9.1, 2.6))
+    ax.text(9.55, 2.6, "h\n(length\nout)", ha="center", va="center", fontsize=11)
+    ax.legend(handles=[Polygon([(0, 0)], facecolor=FROZEN, edgecolor="black", label="frozen"),
+                       Polygon([(0, 0)], facecolor=TRAINED, edgecolor="black",
+                               label="trained")],
+              loc="upper right", fontsize=9, frameon=False)
+    return fig

@@ -16,94 +16,159 @@
 # %% [markdown]
 # # 01 · Rank and the SVD: worked solutions
 #
-# Solutions to the four exercises of `01_rank_and_svd.ipynb`. Try them yourself first: the hints
-# of the self-checks are designed to get you there. Each solution is followed by its check, which
-# must print ✅.
+# Solutions to the four exercises of `01_rank_and_svd.ipynb`, with the reasoning behind each.
+# Try them yourself first: the hints of the self-checks are written to get you there. Each
+# solution is followed by its check, which must print ✅. Where an exercise uses data of the
+# lesson (the matrix `M`, the photo), this notebook rebuilds it first with the same seed, so it
+# runs on its own.
 
 # %%
-import math
-
 import numpy as np
 
+import lora_lab as ll
 from lora_lab import checks
-
-
-# %% [markdown]
-# ## Exercise 1 · A low-rank approximation, piece by piece
-#
-# The SVD sorts the pieces largest first, so the best rank-`k` approximation keeps pieces
-# `0 .. k-1`. (The one-line version `(U[:, :k] * S[:k]) @ Vt[:k]` computes the same sum faster.)
-
-# %%
-def my_low_rank_approx(M, k):
-    U, S, Vt = np.linalg.svd(M, full_matrices=False)
-    return sum(S[i] * np.outer(U[:, i], Vt[i]) for i in range(k))
-
-
-assert checks.check_low_rank_approx(my_low_rank_approx)
-
+from lora_lab.widgets import load_sample_image
 
 # %% [markdown]
-# ## Exercise 2 · The relative error
+# ## Exercise 1 · σ₃ is not `S[3]`
 #
-# Two routes, and the check accepts both.
-#
-# **Route 1: build and measure.** Build $M_k$ as in Exercise 1 and divide the norm of what is
-# left over by the norm of $M$.
+# The lesson's `M` and its singular values `S`, rebuilt:
 
 # %%
-def my_relative_error(M, k):
-    U, S, Vt = np.linalg.svd(M, full_matrices=False)
-    M_k = (U[:, :k] * S[:k]) @ Vt[:k]
-    return float(np.linalg.norm(M - M_k) / np.linalg.norm(M))
+rng = np.random.default_rng(21)  # section 2.1's generator: the same M as in the lesson
+M = rng.normal(size=(6, 4))
+S = np.linalg.svd(M, compute_uv=False)
+
+# %% [markdown]
+# `M` has $p = 4$ singular values. Rank 2 keeps $\sigma_1, \sigma_2$ and drops $\sigma_3, \sigma_4$.
+# The spectral error is the largest value dropped, $\sigma_3$; the Frobenius error is the root of
+# the sum of *all* dropped squares, $\sqrt{\sigma_3^2 + \sigma_4^2}$. NumPy counts from 0, so
+# $\sigma_3$ is `S[2]` and $\sigma_4$ is `S[3]`.
+
+# %% tags=["solution"]
+# ✏️ use only entries of S (from section 2.1); no need to build M_2
+### BEGIN SOLUTION
+spectral_error_2 = S[2]  # sigma_3: the maths counts from 1, NumPy from 0
+frobenius_error_2 = np.sqrt(S[2] ** 2 + S[3] ** 2)  # sigma_3 and sigma_4: all that rank 2 drops
+### END SOLUTION
+
+# %%
+assert checks.check_rank_2_errors(spectral_error_2, frobenius_error_2, M)
+
+# %% [markdown]
+# For any rank $k$ the same reasoning gives `S[k]` and `np.sqrt(np.sum(S[k:] ** 2))`: the maths'
+# $\sigma_{k+1}$ is NumPy's `S[k]`. The usual slip is `S[3]` for $\sigma_3$, which is $\sigma_4$.
+# Building $M_2$ and measuring confirms both numbers:
+
+# %%
+M_2 = ll.low_rank_approx(M, 2)
+assert np.isclose(np.linalg.norm(M - M_2, 2), spectral_error_2)  # spectral norm
+assert np.isclose(np.linalg.norm(M - M_2), frobenius_error_2)  # Frobenius norm
+print(f"measured: spectral {np.linalg.norm(M - M_2, 2):.4f}, "
+      f"Frobenius {np.linalg.norm(M - M_2):.4f}")
+
+# %% [markdown]
+# ## Exercise 2 · Predict, then run
+#
+# The truncated SVD is the *best* rank-$k$ matrix: a lowest point. At a lowest point the ground
+# is flat (the first-order change is zero in every direction), so a step of size $\varepsilon$
+# costs something proportional to $\varepsilon^2$. A ten times smaller step therefore costs a
+# hundred times less.
+
+# %% tags=["solution"]
+# ✏️ one of 1, 10 or 100
+### BEGIN SOLUTION
+shrink_factor = 100  # at a minimum the error grows like the square of the step
+### END SOLUTION
+
+# %% [markdown]
+# The experiment again, on a different matrix (a random $8 \times 6$ one, at rank 2), and once
+# more from a point that is *not* the optimum: random rank-2 factors. There the ground slopes,
+# and a ten times smaller step changes the error about ten times less.
+
+# %%
+def gap_ratio(M, B, A, rng):
+    """How many times the error change shrinks when a nudge of B and A shrinks 10 times."""
+    dB, dA = rng.normal(size=B.shape), rng.normal(size=A.shape)  # one fixed direction
+    base = np.linalg.norm(M - B @ A)
+    change = lambda size: np.linalg.norm(M - (B + size * dB) @ (A + size * dA)) - base
+    return change(1e-3) / change(1e-4)
 
 
+rng = np.random.default_rng(7)
+M_8x6 = rng.normal(size=(8, 6))
+U_2, S_2, Vt_2 = ll.truncated_svd(M_8x6, 2)
+at_the_svd = gap_ratio(M_8x6, U_2 * S_2, Vt_2, rng)
+on_a_slope = gap_ratio(M_8x6, rng.normal(size=(8, 2)), rng.normal(size=(2, 6)), rng)
+print(f"at the truncated SVD: {at_the_svd:.0f} times smaller; "
+      f"at random factors: {on_a_slope:.0f} times smaller")
+assert 90 < at_the_svd < 110 and 9 < on_a_slope < 11
+
+# %%
+assert checks.check_shrink_prediction(shrink_factor, at_the_svd)
+
+# %% [markdown]
+# ## Exercise 3 · How much rank for 99%?
+#
+# The photo's energy curve, rebuilt:
+
+# %%
+photo = load_sample_image()
+s = ll.singular_values(photo)
+energy = ll.energy_curve(s)  # energy[k - 1] is E(k)
+
+# %% [markdown]
+# `energy >= 0.99` is an array of `False ... False True ... True` (the curve only grows), and
+# `np.argmax` returns the position of its first `True` (the largest value, found first). That
+# position is counted from 0 while ranks are counted from 1, so the rank is the position + 1.
+
+# %% tags=["solution"]
+# ✏️ energy[k - 1] is E(k); you may use np.argmax, a loop, or np.searchsorted
+### BEGIN SOLUTION
+k99 = int(np.argmax(energy >= 0.99)) + 1  # first position with E >= 99%, plus 1
+### END SOLUTION
+
+# %%
+assert checks.check_energy_rank(k99, s)
+
+# %% [markdown]
+# Two other routes give the same rank: `np.searchsorted` finds where 0.99 would be inserted into
+# the sorted curve (again a position counted from 0), and a plain loop counts ranks from 1.
+
+# %%
+by_loop = next(k for k in range(1, len(s) + 1) if energy[k - 1] >= 0.99)
+assert k99 == np.searchsorted(energy, 0.99) + 1 == by_loop
+assert energy[k99 - 1] >= 0.99 > energy[k99 - 2]  # k99 is enough, one less is not
+
+# %% [markdown]
+# ## Exercise 4 · From energy to relative error
+#
+# The kept and the dropped pieces are orthonormal, so their squared lengths add up:
+# $\lVert M_k \rVert_F^2 + \lVert M - M_k \rVert_F^2 = \lVert M \rVert_F^2$. Divided by
+# $\lVert M \rVert_F^2$, that reads $E(k) + \text{relative error}^2 = 1$, so the relative error
+# is $\sqrt{1 - E(k)}$.
+
+# %% tags=["solution"]
+def my_relative_error(s, k):
+    """||M - M_k||_F / ||M||_F for the best rank-k approximation M_k of a matrix M with
+    singular values s (a 1-D array, largest first), computed from the energy E(k)."""
+    # ✏️ your code here: first E(k), then the relative error from it
+    ### BEGIN SOLUTION
+    energy_kept = np.sum(s[:k] ** 2) / np.sum(s**2)  # E(k): s[:k] are the first k
+    return np.sqrt(max(1 - energy_kept, 0))  # at k = p, 1 - E may round a hair below 0
+    ### END SOLUTION
+
+
+# %%
 assert checks.check_relative_error(my_relative_error)
 
-
 # %% [markdown]
-# **Route 2: singular values only.** By the error formula of section 2.3 (the rank-1 pieces are
-# orthonormal, so their squares add up), $\lVert M - M_k \rVert_F^2$ is the sum of the squared
-# singular values thrown away, `s[k:]`, and $\lVert M \rVert_F^2$ is the sum of all of them. No
-# $M_k$ is built, so this route is cheaper.
+# The `max(..., 0)` matters only at $k = p$: there $1 - E(k)$ should be exactly 0, but rounding
+# can leave $-10^{-16}$, whose square root is NaN. Adding up the dropped squares directly,
+# `np.sqrt(np.sum(s[k:] ** 2) / np.sum(s**2))`, avoids the subtraction altogether and agrees:
 
 # %%
-def my_relative_error(M, k):
-    s = np.linalg.svd(M, compute_uv=False)
-    return math.sqrt(np.sum(s[k:] ** 2) / np.sum(s**2))
-
-
-assert checks.check_relative_error(my_relative_error)
-
-
-# %% [markdown]
-# ## Exercise 3 · Energy kept
-#
-# The energy of the first `k` pieces is the sum of their squared singular values, `s[:k] ** 2`
-# (the slice `[:k]` holds indices `0 .. k-1`, i.e. exactly the first `k`). Dividing by the total,
-# `np.sum(s**2)`, turns it into a fraction between 0 and 1. `float(...)` returns a plain Python
-# number rather than a NumPy scalar; both would pass the check.
-
-# %%
-def my_energy_kept(s, k):
-    return float(np.sum(s[:k] ** 2) / np.sum(s**2))
-
-
-assert checks.check_energy_kept(my_energy_kept)
-
-
-# %% [markdown]
-# ## Exercise 4 · The largest rank that saves storage
-#
-# We need the largest whole `k` with `k * (m + n) < m * n`, i.e. strictly below $mn/(m+n)$. Both
-# sides are whole numbers, so "$<mn$" is the same as "$\le mn - 1$", and the largest such `k` is
-# `(m * n - 1) // (m + n)` (`//` rounds down). No floating point is involved, and a $4 \times 4$
-# matrix (break-even exactly 2) correctly gets 1.
-
-# %%
-def my_largest_saving_rank(m, n):
-    return (m * n - 1) // (m + n)
-
-
-assert my_largest_saving_rank(4, 4) == 1 and my_largest_saving_rank(600, 512) == 276
-assert checks.check_break_even(my_largest_saving_rank)
+for k in range(1, len(s) + 1):
+    from_the_tail = np.sqrt(np.sum(s[k:] ** 2) / np.sum(s**2))
+    assert np.isclose(my_relative_error(s, k), from_the_tail, rtol=1e-6, atol=1e-7)
+print(f"checked k = 1 .. {len(s)} on the photo's singular values")
