@@ -180,7 +180,7 @@ print(f"training memory: full {16 * params / GB:.0f} GB; LoRA "
 print(f"saved per task:  full copy {2 * params / GB:.1f} GB; adapter {2 * adapter / 1e6:.1f} MB")
 
 # %% [markdown]
-# So for each new task, LoRA stores an 8 MB file instead of a 13.5 GB copy, and while training
+# So for each new task, LoRA stores an 8.4 MB file instead of a 13.5 GB copy, and while training
 # it needs about a quarter of the memory of full fine-tuning: the frozen weights dominate, and
 # they stay. Whether such a small update is *enough* for a task is an empirical question that
 # notebooks 04 and 05 look at.
@@ -221,8 +221,8 @@ print(f"saved per task:  full copy {2 * params / GB:.1f} GB; adapter {2 * adapte
 # - Full fine-tuning trains every weight: four numbers in memory per weight with Adam, and a full
 #   copy of the model per task. LoRA freezes $W_0$ and trains a low-rank $\Delta W = BA$ beside
 #   it, $h = W_0 x + \frac{\alpha}{r} B A x$.
-# - On one $1024 \times 1024$ layer at $r = 8$ it trains 1.6% of the numbers and needs 3.8x less
-#   memory; for LLaMA-7B an adapter is about 8 MB against a 13.5 GB copy.
+# - On one $1024 \times 1024$ layer at $r = 8$ it trains 1.6% of the numbers and keeps 3.8x fewer
+#   numbers in memory while training; for LLaMA-7B an adapter is 8.4 MB against a 13.5 GB copy.
 # - A LoRA layer starts out identical to the layer it wraps (asserted above), and the environment
 #   check passed.
 #
