@@ -546,7 +546,7 @@ def merge_and_unload(model: nn.Module) -> nn.Module:
     for name, layer in layers:
         if layer.merged:
             try:
-                layer._check_merge_is_current()
+                layer._check_merge_is_current(thorough=True)
             except RuntimeError as exc:
                 raise RuntimeError(f"cannot merge_and_unload layer {name!r}: {exc}") from None
     _merge_all([layer for _, layer in to_merge])
@@ -581,7 +581,7 @@ def disable_adapter(model: nn.Module) -> Iterator[nn.Module]:
     for name, layer in merged:  # all checks before the first change
         try:
             layer._check_can_unmerge()
-            layer._check_merge_is_current()
+            layer._check_merge_is_current(thorough=True)
         except RuntimeError as exc:
             raise RuntimeError(f"disable_adapter: layer {name!r}: {exc}") from None
     for _, layer in merged:

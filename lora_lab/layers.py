@@ -93,7 +93,8 @@ class LoRALinear(nn.Module):
     Merging (:meth:`merge`) keeps a copy of the original weight, so
     :meth:`unmerge` restores it bit for bit. While merged, ``alpha`` and
     ``use_rslora`` cannot be changed (``RuntimeError``), and a forward pass
-    refuses to run if ``lora_A``/``lora_B`` were edited since the merge.
+    refuses to run if ``lora_A``/``lora_B`` were edited since the merge
+    (except edits through ``.data``, which autograd does not track).
     """
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
@@ -116,11 +117,13 @@ class LoRALinear(nn.Module):
         self.dropout = dropout_module
         self.lora_A = nn.Parameter(lora_A)
         self.lora_B = nn.Parameter(lora_B)
-        # merge() fills these; None means "not merged" (non-persistent: not in state_dict)
+        # merge() fills these, unmerge() empties them (non-persistent: not in state_dict)
         self.register_buffer("_original_weight", None, persistent=False)
         self.register_buffer("_merged_lora_A", None, persistent=False)
         self.register_buffer("_merged_lora_B", None, persistent=False)
         self._weight_stamp: tuple[int, int] | None = None
+        self._factor_stamp: tuple[int, ...] | None = None
+        self._merged = False  # a plain attribute: read on every forward pass
         self._adapter_disabled = False
         self.reset_lora_parameters()
 
@@ -166,7 +169,7 @@ class LoRALinear(nn.Module):
     @property
     def merged(self) -> bool:
         """True between :meth:`merge` and :meth:`unmerge`."""
-        return self._original_weight is not None
+        return self._merged
 
     @property
     def weight(self) -> torch.Tensor:
@@ -251,6 +254,8 @@ class LoRALinear(nn.Module):
         self._merged_lora_B = self.lora_B.detach().clone()
         weight.copy_(merged)
         self._weight_stamp = _stamp(weight)
+        self._factor_stamp = _stamp(self.lora_A) + _stamp(self.lora_B)
+        self._merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
@@ -268,7 +273,8 @@ class LoRALinear(nn.Module):
         self._check_can_unmerge()
         self.base.weight.copy_(self._original_weight)
         self._original_weight = self._merged_lora_A = self._merged_lora_B = None
-        self._weight_stamp = None
+        self._weight_stamp = self._factor_stamp = None
+        self._merged = False
 
     def extra_repr(self) -> str:
         return (f"r={self.r}, alpha={self.alpha:g}, scaling={self.scaling:.4g}, "
@@ -289,13 +295,24 @@ class LoRALinear(nn.Module):
         if self.merged:
             self._check_merge_is_current()
 
-    def _check_merge_is_current(self) -> None:
-        """``RuntimeError`` if lora_A/lora_B were edited since :meth:`merge`."""
+    def _check_merge_is_current(self, thorough: bool = False) -> None:
+        """``RuntimeError`` if lora_A/lora_B were edited since :meth:`merge`.
+
+        Fast path (the forward pass): the factors are the same tensors, unwritten
+        since (version counters). Otherwise (an in-place edit, a new Parameter, a
+        deep copy), or when ``thorough``, their values are compared with the ones
+        merged. Edits through ``.data`` bypass version counters: only the
+        thorough check (merge_and_unload, disable_adapter) sees them.
+        """
+        stamp = _stamp(self.lora_A) + _stamp(self.lora_B)
+        if stamp == self._factor_stamp and not thorough:
+            return
         if not (torch.equal(self.lora_A, self._merged_lora_A)
                 and torch.equal(self.lora_B, self._merged_lora_B)):
             raise RuntimeError("lora_A/lora_B were changed after merge(), so the merged weight "
                                "holds the old update; call unmerge() (which restores the "
                                "original weight exactly) and merge() again")
+        self._factor_stamp = stamp  # same values (a copy, say): take the fast path next time
 
     def _check_can_unmerge(self) -> None:
         """``RuntimeError`` if the merged weight was written to since :meth:`merge`."""
