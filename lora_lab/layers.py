@@ -87,7 +87,9 @@ class LoRALinear(nn.Module):
 
     The factors have dtype :func:`factor_dtype` of the base weight (float32 for
     an fp16/bf16/fp32 base, float64 for a float64 one) and the base's device;
-    the output always has the base's dtype. ``weight`` and ``bias`` are the base
+    ``model.to(dtype)``/``model.half()`` later converts them like any parameter
+    (merges are still computed in at least float32). The output always has the
+    base's dtype. ``weight`` and ``bias`` are the base
     layer's, so code that reads ``layer.weight`` keeps working.
 
     Merging (:meth:`merge`) keeps a copy of the original weight, so
