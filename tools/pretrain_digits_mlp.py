@@ -74,6 +74,7 @@ def main() -> None:
     state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     # one metadata key: safetensors writes several in a random order, which changes the bytes
     save_file(state, OUT, metadata={"lora_lab": json.dumps(metadata, sort_keys=True)})
+    OUT.chmod(0o644)  # safetensors writes the file owner-readable only
     data = OUT.read_bytes()
     print(f"{OUT.relative_to(ROOT)}: {len(data):,} bytes, sha256 {sha256_of(data)}")
 

@@ -70,10 +70,10 @@ def main(argv: list[str]) -> int:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    for change in sync(check=False):
-        print(f"synced: {change}", flush=True)
     paths = [Path(a) for a in argv] or sorted((ROOT / "notebooks").rglob("*.ipynb"))
     paths = [p for p in paths if ".ipynb_checkpoints" not in p.parts]
+    for change in sync(check=False, only=paths if argv else None):
+        print(f"synced: {change}", flush=True)
     for path in paths:
         print(f"{path.relative_to(ROOT) if path.is_absolute() else path}: "
               f"{refresh(path.resolve()):.1f} s", flush=True)

@@ -108,10 +108,16 @@ def _solutions_for(lesson_py: Path) -> Path:
     return lesson_py.parent / "solutions" / f"{lesson_py.stem}_solutions.py"
 
 
-def sync(check: bool) -> list[str]:
-    """Bring every pair in step (or, with ``check``, only list what is out of step)."""
+def sync(check: bool, only: list[Path] | None = None) -> list[str]:
+    """Bring every pair in step (or, with ``check``, only list what is out of step).
+
+    ``only``: restrict to these notebooks (``.ipynb`` paths), e.g. the ones being refreshed.
+    """
     problems = []
+    wanted = {p.resolve() for p in only} if only is not None else None
     for text, ipynb in twins():
+        if wanted is not None and ipynb.resolve() not in wanted:
+            continue
         rel = text.relative_to(ROOT)
         if not text.exists():
             problems.append(f"{rel} is missing: create it with "
