@@ -71,5 +71,5 @@ def test_stub_of_a_prediction_is_an_ellipsis() -> None:
                                     "x = 1\n### END SOLUTION\n",
                                     "### BEGIN SOLUTION\nprint(1)\n### END SOLUTION\n"])
 def test_malformed_solution_blocks_are_refused(broken: str) -> None:
-    with pytest.raises(ValueError, match="SOLUTION|assign"):
+    with pytest.raises(ValueError, match=r"SOLUTION|assign"):
         sync_notebooks.exercise_stub(broken)
