@@ -64,7 +64,7 @@
 # 2. predict which factor one Adam step changes (§2.3),
 # 3. fix an optimiser that never trains the adapter (§2.4),
 # 4. write the average output of a layer with dropout, over all dropout masks (§5),
-# 5. choose a scaling for a sweep over $r$ at one learning rate (§8).
+# 5. predict how the best learning rate moves with $r$ under each scaling (§8).
 #
 # Predictions are answered by replacing `...` with your answer; the other exercises ask for a
 # short function. The cell after each one checks your answer and, if something is off, gives a
@@ -1192,10 +1192,13 @@ np.testing.assert_allclose(nn.functional.mse_loss(X_w @ W_frozen.T, Y_w).item(),
 # ($\alpha/\sqrt r$), $\alpha = 16$ fixed, Adam, full batch, 100 steps, the factors started from
 # the same random $A$ for both scalings. At $r = 1$ the two scalings are identical.
 #
-# **What we measure.** A loss that sits at the rank-$r$ floor cannot go lower, so we measure how
-# fast each run approaches *its own* floor: the **mean excess loss**, the average over the 100
-# steps of $(L_t - L_\text{floor})/(L_0 - L_\text{floor})$. It is 1 for a run that never moves and
-# near 0 for one that reaches the floor at once; lower is faster.
+# **What we measure.** A loss that sits at the rank-$r$ floor cannot go lower, so we measure
+# each run against *its own* floor, with the **excess** $(L_t - L_\text{floor})/(L_0 -
+# L_\text{floor})$: 1 at the start, 0 at the floor. Two summaries of a run, lower is better:
+#
+# * the **mean excess**, its average over the 100 steps — how fast the run gets most of the
+#   way (a run that never moves scores 1);
+# * the **final excess**, its value after the last step — how close the run ends to the floor.
 
 # %%
 def scaling_run(r: int, rslora: bool, lr: float, steps: int = 100) -> list[float]:
@@ -1222,15 +1225,29 @@ def floor(r: int) -> float:
     return truncation_error(sigma.numpy(), r) ** 2 / d
 
 
-def mean_excess(losses: list[float], r: int) -> float:
-    """Average of (L_t - floor) / (L_0 - floor) over the run: 1 = no progress, 0 = at once."""
-    return float(np.mean([(loss - floor(r)) / (losses[0] - floor(r)) for loss in losses]))
+def excess(losses: list[float], r: int) -> np.ndarray:
+    """(L_t - floor) / (L_0 - floor) for every step of a run: 1 at the start, 0 at the floor."""
+    return (np.array(losses) - floor(r)) / (losses[0] - floor(r))
 
 
 # %% [markdown]
 # **The sweep.** Ranks $r \in \{1, 4, 16, 64\}$, both scalings, and five learning rates a
 # factor 2 apart, from 0.002 to 0.032: 35 runs of 100 steps (at $r = 1$ the scalings coincide,
 # so those runs are shared). This is the notebook's longest cell, about two seconds.
+#
+# ### ✏️ Exercise 5 — predict where the best learning rate goes
+#
+# Suppose the learning rate has been tuned at $r = 1$, where both scalings coincide. At
+# $r = 64$, will the best learning rate be `"higher"`, `"lower"` or `"the same"` — under
+# $\alpha/r$, and under $\alpha/\sqrt r$? Use notebook 02 §7.3 (recalled at the start of this
+# section): what happens to Adam's first step under each scaling as $r$ grows, and how would
+# you compensate with the learning rate? Predict before running the sweep; the check compares
+# your answer with what the sweep finds.
+
+# %% tags=["exercise"]
+# ✏️ "higher", "lower" or "the same": the best learning rate at r = 64 compared with r = 1
+best_lr_alpha_r = ...  # ✏️ your answer
+best_lr_rslora = ...  # ✏️ your answer
 
 # %%
 ranks, lrs = (1, 4, 16, 64), (0.002, 0.004, 0.008, 0.016, 0.032)
@@ -1241,72 +1258,18 @@ for label, rslora in SCALINGS.items():
         for lr in lrs:
             shared = rr == 1 and rslora
             runs[label, rr, lr] = runs["alpha/r", 1, lr] if shared else scaling_run(rr, rslora, lr)
-excess = {key: mean_excess(losses, key[1]) for key, losses in runs.items()}
+mean_excess = {key: float(excess(losses, key[1]).mean()) for key, losses in runs.items()}
+final_excess = {key: float(excess(losses, key[1])[-1]) for key, losses in runs.items()}
 assert all(np.isfinite(losses).all() for losses in runs.values())
 
 # %% [markdown]
-# First the question as the rsLoRA paper poses it: the learning rate **fixed**. We fix it at
-# the value that is best at $r = 1$, where both scalings coincide — as if you had tuned it at
-# one rank and then changed the rank without re-tuning.
+# At each rank, the best learning rate under each scaling — "best" meaning the lowest mean
+# excess — and how fast each scaling is at its own best:
 
 # %%
-lr_fixed = min(lrs, key=lambda lr: excess["alpha/r", 1, lr])
-print(f"learning rate fixed at {lr_fixed} (best at r = 1)")
-print(" r   floor / untouched loss   mean excess loss:  alpha/r   alpha/sqrt(r)")
-fixed = {label: [excess[label, rr, lr_fixed] for rr in ranks] for label in SCALINGS}
-for i, rr in enumerate(ranks):
-    print(f"{rr:>2}   {floor(rr) / loss_untouched:22.3f}   "
-          f"{fixed['alpha/r'][i]:25.3f}   {fixed['alpha/sqrt(r)'][i]:13.3f}")
-ours_fixed, rs_fixed = fixed["alpha/r"], fixed["alpha/sqrt(r)"]
-assert lr_fixed == 0.008
-assert all(np.diff(ours_fixed) < 0) and all(np.diff(rs_fixed) < 0)      # larger r: faster
-assert ours_fixed[1] < 0.9 * rs_fixed[1] and ours_fixed[2] < 0.9 * rs_fixed[2]   # r = 4, 16
-assert abs(ours_fixed[3] / rs_fixed[3] - 1) < 0.1                                # r = 64
-
-# %% [markdown]
-# ### ✏️ Exercise 5 — choose a scaling
-#
-# Suppose you tuned the learning rate at $r = 1$ and will now try $r = 4$, $16$ and $64$ **at
-# that same learning rate**, with no time to re-tune. Read the table above: which scaling
-# trains faster (a lower mean excess loss) at every one of those ranks, and is therefore the
-# one to use for such a sweep *on this problem*? Answer `"alpha/r"` or `"alpha/sqrt(r)"`. The
-# check compares your choice with the numbers the experiment computed. (Notebook 02 §7.3 might
-# have led you to expect the other one; the text after the check discusses why.)
-
-# %% tags=["exercise"]
-# ✏️ "alpha/r" or "alpha/sqrt(r)"
-scaling_choice = ...  # ✏️ your answer
-
-# %%
-_ = checks.check_fixed_lr_scaling(scaling_choice, excess, lr_fixed)
-
-# %% [markdown]
-# At this fixed learning rate, under *both* scalings every larger rank learns faster than the
-# one before (asserted), and $\alpha/r$ is at least as fast as $\alpha/\sqrt r$: faster at
-# $r = 4$ and $16$ (by more than 10 %, asserted), within 10 % at $r = 64$. So the stalling of
-# large ranks under $\alpha/r$ that the rsLoRA paper reports for large language models, at
-# ranks into the thousands, does **not** show up in this small problem at $r \le 64$.
-#
-# Why is $\alpha/\sqrt r$ not faster, when its first step makes $\sqrt r$ times more progress
-# at large ranks (02 §7.3)? Because bigger steps help only up to a point, and the learning rate
-# was tuned for the steps of $r = 1$. The learning-rate sweep below shows where that point lies
-# at each rank. First, the loss curves at the fixed learning rate:
-
-# %%
-curves = {label: {f"r = {rr}": runs[label, rr, lr_fixed] for rr in ranks} for label in SCALINGS}
-fig = plots.loss_curves_figure(
-    {"α/r": curves["alpha/r"], "α/√r (rsLoRA)": curves["alpha/sqrt(r)"]},
-    suptitle=f"Adam, α = 16, learning rate {lr_fixed} for every rank")
-display(fig)
-
-# %% [markdown]
-# Now the learning-rate sweep: at each rank, which learning rate is best under each scaling,
-# and how fast is each scaling at its own best?
-
-# %%
-best = {(label, rr): min(lrs, key=lambda lr, key=(label, rr): excess[(*key, lr)])
+best = {(label, rr): min(lrs, key=lambda lr, key=(label, rr): mean_excess[(*key, lr)])
         for label in SCALINGS for rr in ranks}
-at_best = {key: excess[(*key, best[key])] for key in best}
+at_best = {key: mean_excess[(*key, best[key])] for key in best}
 print(" r   best learning rate:  alpha/r   alpha/sqrt(r)    mean excess at the best:  "
       "alpha/r   alpha/sqrt(r)")
 for rr in ranks:
@@ -1317,44 +1280,52 @@ assert [best["alpha/sqrt(r)", rr] for rr in ranks] == [0.008, 0.008, 0.008, 0.00
 assert all(at_best["alpha/r", rr] < 0.8 * at_best["alpha/sqrt(r)", rr] for rr in (4, 16))
 assert abs(at_best["alpha/r", 64] / at_best["alpha/sqrt(r)", 64] - 1) < 0.1
 
+# %%
+_ = checks.check_best_lr_shift(best_lr_alpha_r, best_lr_rslora, best)
+
 # %% [markdown]
-# Re-tuning moves the best learning rate with $r$ under both scalings, in opposite directions
-# and by a factor 2 at most over a 64-fold range of ranks: under $\alpha/r$ it rises from 0.008
-# to 0.016, under $\alpha/\sqrt r$ it falls from 0.008 to 0.004 (asserted). And re-tuning does
-# not erase the difference: each at its best, $\alpha/r$ is faster at $r = 4$ and $16$ (by more
-# than 20 %, asserted) and within 10 % at $r = 64$.
+# The best learning rate moves with $r$ under both scalings, in opposite directions: under
+# $\alpha/r$ it rises from 0.008 to 0.016, under $\alpha/\sqrt r$ it falls from 0.008 to 0.004
+# (asserted). That is the direction notebook 02's first step predicts — $\alpha/r$ makes Adam's
+# steps smaller as $r$ grows, so a larger learning rate compensates; $\alpha/\sqrt r$ makes
+# their progress larger, so a smaller one does — but the shift is only a factor 2 over a
+# 64-fold range of ranks, less than the first step's $\sqrt{64} = 8$. Neither scaling keeps the
+# best learning rate fixed here, and neither drifts far.
 #
-# Why doesn't a different learning rate make up for a different scaling? Because with Adam the
-# two are not interchangeable. At $r = 4$, $\alpha/r$ with learning rate 0.016 and
-# $\alpha/\sqrt r$ with 0.008 have the same product $s\cdot\text{lr} = 0.064$, so by notebook
-# 02 §7.3 their first steps are the same (up to Adam's tiny $\varepsilon$: the losses after one
-# step agree to $10^{-4}$) — but from the second step on, $A$ moves too, by about the learning
-# rate per entry: twice as far per step under $\alpha/r$ here.
+# Each at its best, $\alpha/r$ is faster at $r = 4$ and $16$ (by more than 20 %, asserted) and
+# within 10 % at $r = 64$. A different learning rate does not make up for a different scaling,
+# because with Adam the two are not interchangeable. At $r = 4$, $\alpha/r$ with learning rate
+# 0.016 and $\alpha/\sqrt r$ with 0.008 have the same product $s\cdot\text{lr} = 0.064$, so
+# their first steps are the same (02 §7.3; up to Adam's tiny $\varepsilon$, the losses after
+# one step agree to $10^{-4}$) — but from the second step on, $A$ moves too, by about the
+# learning rate per entry: twice as far per step under $\alpha/r$ here.
 
 # %%
 same_first = runs["alpha/r", 4, 0.016], runs["alpha/sqrt(r)", 4, 0.008]
 print(f"r = 4, s·lr = 0.064 both: losses after step 1 agree to 1e-4: "
       f"{math.isclose(same_first[0][1], same_first[1][1], rel_tol=1e-4)};  mean excess "
-      f"{excess['alpha/r', 4, 0.016]:.3f} (alpha/r) vs {excess['alpha/sqrt(r)', 4, 0.008]:.3f}")
+      f"{mean_excess['alpha/r', 4, 0.016]:.3f} (alpha/r) vs "
+      f"{mean_excess['alpha/sqrt(r)', 4, 0.008]:.3f}")
 assert math.isclose(same_first[0][1], same_first[1][1], rel_tol=1e-4)
-assert excess["alpha/r", 4, 0.016] < excess["alpha/sqrt(r)", 4, 0.008]
+assert mean_excess["alpha/r", 4, 0.016] < mean_excess["alpha/sqrt(r)", 4, 0.008]
 
 # %% [markdown]
 # The figure shows every rank's sweep; filled markers are the best learning rates:
 
 # %%
-sweeps = {label: {f"r = {rr}": {lr: excess[label, rr, lr] for lr in lrs} for rr in ranks}
+sweeps = {label: {f"r = {rr}": {lr: mean_excess[label, rr, lr] for lr in lrs} for rr in ranks}
           for label in SCALINGS}
 fig = plots.scaling_sweep_figure(
     {"α/r": sweeps["alpha/r"], "α/√r (rsLoRA)": sweeps["alpha/sqrt(r)"]},
-    ylabel="mean excess loss (lower is faster)",
+    ylabel="mean excess (lower is faster)",
     suptitle="each rank's learning-rate sweep, Adam, α = 16, 100 steps")
 display(fig)
-too_big = [rr for rr in ranks[1:] if excess["alpha/sqrt(r)", rr, 0.032]
-           > excess["alpha/sqrt(r)", rr, 0.002]]
+too_big = [rr for rr in ranks[1:]
+           if mean_excess["alpha/sqrt(r)", rr, 0.032] > mean_excess["alpha/sqrt(r)", rr, 0.002]]
 print(f"alpha/sqrt(r) at learning rate 0.032 slower than at 0.002, at r = {too_big}")
 assert too_big == [4, 16, 64]
-assert all(excess["alpha/r", rr, 0.032] < excess["alpha/r", rr, 0.002] for rr in ranks[1:])
+assert all(mean_excess["alpha/r", rr, 0.032] < mean_excess["alpha/r", rr, 0.002]
+           for rr in ranks[1:])
 
 # %% [markdown]
 # The right panel also shows the price of $\alpha/\sqrt r$'s larger steps at large ranks: at
@@ -1362,23 +1333,66 @@ assert all(excess["alpha/r", rr, 0.032] < excess["alpha/r", rr, 0.002] for rr in
 # smallest, 0.002 — the steps overshoot — while $\alpha/r$ at $r \ge 4$ is still faster at
 # 0.032 than at 0.002 (both asserted).
 #
+# Now the question as the rsLoRA paper poses it: the learning rate **fixed**, at the value that
+# is best at $r = 1$ — as if you had tuned it at one rank and then changed the rank without
+# re-tuning. Both summaries of each run:
+
+# %%
+lr_fixed = best["alpha/r", 1]
+print(f"learning rate fixed at {lr_fixed} (best at r = 1)\n"
+      " r   floor / untouched   mean excess: alpha/r  alpha/sqrt(r)   final excess: alpha/r  "
+      "alpha/sqrt(r)")
+row = {(m, lab): [table[lab, rr, lr_fixed] for rr in ranks]
+       for m, table in (("mean", mean_excess), ("final", final_excess)) for lab in SCALINGS}
+for i, rr in enumerate(ranks):
+    print(f"{rr:>2}   {floor(rr) / loss_untouched:17.3f}   "
+          f"{row['mean', 'alpha/r'][i]:20.3f}  {row['mean', 'alpha/sqrt(r)'][i]:13.3f}   "
+          f"{row['final', 'alpha/r'][i]:21.1e}  {row['final', 'alpha/sqrt(r)'][i]:13.1e}")
+m_ours, m_rs = row["mean", "alpha/r"], row["mean", "alpha/sqrt(r)"]
+assert lr_fixed == 0.008 and all(np.diff(m_ours) < 0) and all(np.diff(m_rs) < 0)  # r up: faster
+assert m_ours[1] < 0.9 * m_rs[1] and m_ours[2] < 0.9 * m_rs[2]               # r = 4, 16
+assert abs(m_ours[3] / m_rs[3] - 1) < 0.1                                       # r = 64
+assert row["final", "alpha/sqrt(r)"][3] < 0.2 * row["final", "alpha/r"][3]     # r = 64, at the end
+
+# %% [markdown]
+# At this fixed learning rate, larger ranks learn faster under *both* scalings (the mean excess
+# falls with every rank, asserted): the stalling of large ranks under $\alpha/r$ that the
+# rsLoRA paper reports for large language models, at ranks into the thousands, does **not**
+# show up in this small problem at $r \le 64$. Which scaling is ahead depends on what you
+# measure. Averaged over the run, $\alpha/r$: faster at $r = 4$ and $16$ (by more than 10 %,
+# asserted), within 10 % at $r = 64$. At the end of the run, $\alpha/\sqrt r$ at $r = 64$ is
+# more than five times closer to its floor (asserted): its larger steps cost it early on and
+# pay off late. The loss curves show both:
+
+# %%
+curves = {label: {f"r = {rr}": runs[label, rr, lr_fixed] for rr in ranks} for label in SCALINGS}
+fig = plots.loss_curves_figure(
+    {"α/r": curves["alpha/r"], "α/√r (rsLoRA)": curves["alpha/sqrt(r)"]},
+    suptitle=f"Adam, α = 16, learning rate {lr_fixed} for every rank")
+display(fig)
+
+# %% [markdown]
 # **What this experiment shows, and what it does not.** On this problem — one linear layer,
 # Adam, $\alpha = 16$, 100 full-batch steps, $r \le 64$ —
 #
 # * larger ranks trained faster under both scalings;
-# * at a learning rate tuned at $r = 1$ and kept, $\alpha/r$ was as fast or faster than
-#   $\alpha/\sqrt r$ at every rank, and $\alpha/\sqrt r$ overshot at a lower learning rate;
-# * re-tuning moved the best learning rate by a factor 2 at most, up under $\alpha/r$ and down
-#   under $\alpha/\sqrt r$, and $\alpha/r$ stayed as fast or faster.
+# * the best learning rate moved with $r$ in the direction the first-step analysis of notebook
+#   02 predicts — up under $\alpha/r$, down under $\alpha/\sqrt r$ — but only by a factor 2;
+# * at a learning rate tuned at $r = 1$ and kept, neither scaling was better on every measure:
+#   $\alpha/r$ got most of the way faster, $\alpha/\sqrt r$ ended closer at $r = 64$, and
+#   $\alpha/\sqrt r$ overshot at a lower learning rate;
+# * each at its own best learning rate, $\alpha/r$ was as fast as or faster than
+#   $\alpha/\sqrt r$ on average over the run.
 #
 # It does not show what happens in a deep network, at ranks in the hundreds or thousands, or
-# over long training — the setting of the rsLoRA paper, which reports the opposite for large
-# ranks. A toy cannot settle that; it can show that "α/√r is better" is not a law. The advice
-# that holds either way: **pick a scaling, tune the learning rate at the rank you will use**,
-# and re-check it (at least coarsely) when you change $r$ by a large factor. Keep $\alpha$
-# fixed while you vary $r$ — that is what lets the scaling do its job; with the $1/r$ (or
-# $1/\sqrt r$) built in, $\alpha$ is just a constant that trades off against the learning rate.
-# Notebook 04 tunes the learning rate of each method separately for exactly these reasons.
+# over long training — the setting of the rsLoRA paper, which reports that there $\alpha/\sqrt r$
+# lets larger ranks help. A toy cannot settle that; it can show that neither "α/√r is better"
+# nor "α/r is better" is a law. The advice that holds either way: **pick a scaling, then tune
+# the learning rate at the rank you will use**, and re-check it (at least coarsely) when you
+# change $r$ by a large factor — in the direction this section found. Keep $\alpha$ fixed while
+# you vary $r$, so that the scaling does its job; with the $1/r$ (or $1/\sqrt r$) built in,
+# $\alpha$ is just a constant that trades off against the learning rate. Notebook 04 tunes the
+# learning rate of each method separately for exactly these reasons.
 
 # %% [markdown]
 # ## Summary
@@ -1407,10 +1421,11 @@ assert all(excess["alpha/r", rr, 0.032] < excess["alpha/r", rr, 0.002] for rr in
 #   multiply-adds per input, and some extra time.
 # * **Saving.** The adapter file is 8 bytes + a JSON header + 4 bytes per number of every $A$
 #   and $B$; `load_adapter` and PEFT's `PeftModel.from_pretrained` both reload it.
-# * **Scaling.** In our small experiment $\alpha/r$ trained as fast as or faster than
-#   $\alpha/\sqrt r$ at every rank, at a fixed learning rate and after re-tuning; the best
-#   learning rate moved by a factor 2 over $r = 1 \dots 64$ under both, in opposite
-#   directions. Not a law: tune the learning rate at the rank you use.
+# * **Scaling.** In our small experiment larger ranks trained faster under both $\alpha/r$ and
+#   $\alpha/\sqrt r$; the best learning rate moved by a factor 2 over $r = 1 \dots 64$, up
+#   under $\alpha/r$ and down under $\alpha/\sqrt r$, as notebook 02's first step predicts; at
+#   a fixed learning rate which one was ahead depended on the measure, and each at its best,
+#   $\alpha/r$ was as fast or faster. Not a law: tune the learning rate at the rank you use.
 #
 # **Next:** notebook 04 (`04_finetune_toy_task.ipynb`) fine-tunes a real pretrained model on
 # real handwritten digits with a shifted domain, and compares LoRA at several ranks with

@@ -320,67 +320,62 @@ def test_expected_output_cases_are_train_mode_layers_with_dropout() -> None:
     assert layer.lora_B.any() and x.dtype == torch.float64
 
 
-# --------------------------------------------------------------------------- scaling choice
+# --------------------------------------------------------------------------- best lr shift
 
-LR = 0.008
-
-
-def table(ours: list[float], rs: list[float]) -> dict:
-    result = {}
-    for r, a, b in zip((1, 4, 16, 64), [0.2, *ours], [0.2, *rs], strict=True):
-        result["alpha/r", r, LR], result["alpha/sqrt(r)", r, LR] = a, b
-        result["alpha/r", r, 0.016], result["alpha/sqrt(r)", r, 0.016] = 0.9, 0.1
-    return result
+BEST = {("alpha/r", 1): 0.008, ("alpha/r", 4): 0.016, ("alpha/r", 64): 0.016,
+        ("alpha/sqrt(r)", 1): 0.008, ("alpha/sqrt(r)", 4): 0.008, ("alpha/sqrt(r)", 64): 0.004}
 
 
-OURS_WIN = table([0.12, 0.08, 0.05], [0.14, 0.1, 0.06])
-SCALINGS = ("alpha/r", "alpha/sqrt(r)")
+@pytest.mark.parametrize(("ours", "rs"), [("higher", "lower"), (" Up", "down"),
+                                          ("larger", "smaller"), ("HIGHER", "Lower ")])
+def test_shift_accepts_the_right_directions_in_any_spelling(capsys, ours, rs) -> None:
+    assert_accepted(capsys, checks.check_best_lr_shift(ours, rs, BEST))
 
 
-@pytest.mark.parametrize("answer", ["alpha/r", "α/r", " Alpha / r ", "lora"])
-def test_scaling_accepts_the_faster_scaling_in_any_spelling(capsys, answer) -> None:
-    assert_accepted(capsys, checks.check_fixed_lr_scaling(answer, OURS_WIN, LR))
+def test_shift_answer_follows_the_sweep_not_a_fixed_answer(capsys) -> None:
+    flat = {**BEST, ("alpha/r", 64): 0.008, ("alpha/sqrt(r)", 64): 0.016}
+    assert_accepted(capsys, checks.check_best_lr_shift("the same", "higher", flat))
+    assert_accepted(capsys, checks.check_best_lr_shift("unchanged", "up", flat))
+    assert_rejected(capsys, checks.check_best_lr_shift("higher", "lower", flat),
+                    "best_lr_alpha_r, best_lr_rslora does not match", "read the sweep's table")
 
 
-def test_scaling_answer_follows_the_experiment_not_a_fixed_answer(capsys) -> None:
-    rs_win = table([0.14, 0.1, 0.06], [0.12, 0.08, 0.05])
-    for answer in ("alpha/sqrt(r)", "α/√r", "rsLoRA"):
-        assert_accepted(capsys, checks.check_fixed_lr_scaling(answer, rs_win, LR))
-    assert_rejected(capsys, checks.check_fixed_lr_scaling("alpha/r", rs_win, LR),
-                    "alpha/sqrt(r) was faster", "r = 4: 0.140 vs 0.120")
-
-
-def test_scaling_with_no_clear_winner_accepts_both(capsys) -> None:
-    mixed = table([0.12, 0.1, 0.05], [0.14, 0.08, 0.06])
-    for answer in SCALINGS:
-        assert_accepted(capsys, checks.check_fixed_lr_scaling(answer, mixed, LR))
-
-
-
-def test_scaling_rejects_the_slower_scaling_with_the_numbers(capsys) -> None:
-    out = assert_rejected(capsys, checks.check_fixed_lr_scaling("alpha/sqrt(r)", OURS_WIN, LR),
-                          "r = 4: 0.120 vs 0.140", "a bigger step is not a faster run")
-    assert "alpha/r was faster at every rank" in out
-
-
-@pytest.mark.parametrize(("answer", "words"), [
-    (..., ["not answered yet", "replace `...`"]),
-    ("sqrt", ["is not one of"]),
-    (1, ["is not one of"]),
+@pytest.mark.parametrize(("ours", "rs", "words", "absent"), [
+    ("the same", "lower", ["best_lr_alpha_r", "from 0.008 at r = 1 to 0.016 at r = 64",
+                           "a larger learning rate makes up"], "sqrt(r) grows"),
+    ("lower", "lower", ["best_lr_alpha_r", "Adam's first step gets smaller"], "best_lr_rslora"),
+    ("higher", "higher", ["best_lr_rslora", "from 0.008 at r = 1 to 0.004 at r = 64",
+                          "a smaller learning rate is best"], "best_lr_alpha_r"),
+    ("higher", "the same", ["best_lr_rslora", "progress grows roughly like sqrt(r)"],
+     "gets smaller"),
+    ("lower", "higher", ["best_lr_alpha_r, best_lr_rslora", "makes up", "is best"], None),
 ])
-def test_scaling_stub_and_non_answers(capsys, answer, words) -> None:
-    assert_rejected(capsys, checks.check_fixed_lr_scaling(answer, OURS_WIN, LR), *words)
+def test_shift_rejects_each_wrong_direction_with_its_own_hint(capsys, ours, rs, words,
+                                                              absent) -> None:
+    out = assert_rejected(capsys, checks.check_best_lr_shift(ours, rs, BEST), *words)
+    if absent:
+        assert absent not in out
 
 
-@pytest.mark.parametrize(("excess", "lr", "error"), [
-    ("table", LR, TypeError),
-    ({("alpha/r", 4): 0.1}, LR, TypeError),
-    ({("adam", 4, LR): 0.1}, LR, TypeError),
-    (OURS_WIN, "0.008", TypeError),
-    (OURS_WIN, 0.5, ValueError),
-    ({("alpha/r", 4, LR): 0.1}, LR, ValueError),
-    ({("alpha/r", 4, LR): float("nan"), ("alpha/sqrt(r)", 4, LR): 0.1}, LR, ValueError),
+@pytest.mark.parametrize(("ours", "rs", "words"), [
+    (..., "lower", ["not answered yet", "best_lr_alpha_r", "replace `...`"]),
+    ("higher", ..., ["not answered yet", "best_lr_rslora"]),
+    ("sideways", "lower", ["best_lr_alpha_r = 'sideways' is not one of"]),
+    ("higher", 0.004, ["best_lr_rslora = 0.004 is not one of"]),
 ])
-def test_scaling_refuses_a_malformed_table(excess, lr, error) -> None:
-    with pytest.raises(error, match=r"excess|lr"):
-        checks.check_fixed_lr_scaling("alpha/r", excess, lr)
+def test_shift_stub_and_non_answers(capsys, ours, rs, words) -> None:
+    assert_rejected(capsys, checks.check_best_lr_shift(ours, rs, BEST), *words)
+
+
+@pytest.mark.parametrize(("best", "error"), [
+    ("table", TypeError),
+    ({("alpha/r", 1, 0.008): 0.1}, TypeError),
+    ({("adam", 1): 0.1}, TypeError),
+    ({("alpha/r", 1): 0.008, ("alpha/r", 64): 0.016}, ValueError),
+    ({("alpha/r", 1): 0.008, ("alpha/sqrt(r)", 1): 0.008}, ValueError),
+    ({**BEST, ("alpha/r", 64): float("nan")}, ValueError),
+    ({**BEST, ("alpha/r", 64): -0.1}, ValueError),
+])
+def test_shift_refuses_a_malformed_table(best, error) -> None:
+    with pytest.raises(error, match="best"):
+        checks.check_best_lr_shift("higher", "lower", best)

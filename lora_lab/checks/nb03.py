@@ -30,9 +30,9 @@ from ._core import (
 )
 
 __all__ = [
+    "check_best_lr_shift",
     "check_expected_output",
     "check_first_adam_step",
-    "check_fixed_lr_scaling",
     "check_lora_setup",
     "check_parameter_count",
 ]
@@ -367,70 +367,76 @@ def check_expected_output(expected_output: Callable[..., Any]) -> bool:
 
 # --------------------------------------------------------------------------- exercise 5
 
-def _scaling_name(choice: Any) -> str | None:
-    """``"alpha/r"`` or ``"alpha/sqrt(r)"`` for the spellings a learner may use, else None."""
-    if not isinstance(choice, str):
-        return None
-    key = choice.strip().lower().replace(" ", "").replace("α", "alpha").replace("√", "sqrt")
-    key = key.replace("sqrtr", "sqrt(r)")
-    if key in ("alpha/r", "lora"):
-        return "alpha/r"
-    if key in ("alpha/sqrt(r)", "rslora", "rs-lora"):
-        return "alpha/sqrt(r)"
-    return None
+_DIRECTIONS = {"higher": "higher", "up": "higher", "larger": "higher", "bigger": "higher",
+               "lower": "lower", "down": "lower", "smaller": "lower",
+               "the same": "the same", "same": "the same", "unchanged": "the same"}
 
 
-def _faster_everywhere(excess: Any, lr: Any) -> tuple[str | None, list[int]]:
-    """Which scaling had the lower mean excess loss at ``lr`` for every rank r > 1 (or None),
-    and those ranks. ``TypeError``/``ValueError`` if ``excess`` is not the notebook's table."""
-    if not isinstance(excess, Mapping) or not all(
-            isinstance(k, tuple) and len(k) == 3 and k[0] in SCALINGS for k in excess):
-        raise TypeError("excess must be the notebook's dict {(scaling, r, lr): mean excess "
-                        f"loss}} with scaling in {SCALINGS}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        raise TypeError(f"lr must be the learning rate (a number), got {type(lr).__name__}")
-    ranks = sorted({r for _, r, rate in excess if rate == lr and r > 1})
-    missing = [(label, r, lr) for label in SCALINGS for r in ranks if (label, r, lr) not in excess]
-    if not ranks or missing:
-        raise ValueError(f"excess must hold both scalings at lr = {lr} for some r > 1; "
-                         f"missing: {missing or 'every rank'}")
-    values = {r: [float(excess[label, r, lr]) for label in SCALINGS] for r in ranks}
-    if not all(np.isfinite(v).all() for v in values.values()):
-        raise ValueError("excess holds NaN or inf: the experiment did not run properly")
-    if all(ours < rs for ours, rs in values.values()):
-        return SCALINGS[0], ranks
-    if all(ours > rs for ours, rs in values.values()):
-        return SCALINGS[1], ranks
-    return None, ranks
+def _direction(answer: Any) -> str | None:
+    """``"higher"``, ``"lower"`` or ``"the same"`` for the spellings a learner may use."""
+    return _DIRECTIONS.get(answer.strip().lower()) if isinstance(answer, str) else None
 
 
-def check_fixed_lr_scaling(scaling_choice: Any,
-                           excess: Mapping[tuple[str, int, float], float], lr: float) -> bool:
-    """Check the choice between ``"alpha/r"`` and ``"alpha/sqrt(r)"`` for a sweep over r at
-    one fixed learning rate ``lr``, against the notebook's experiment.
+def _observed_shifts(best: Any) -> tuple[dict[str, str], int, int]:
+    """From ``best`` = {(scaling, r): best lr}: each scaling's direction from the smallest
+    to the largest rank, and those two ranks. ``TypeError``/``ValueError`` if malformed."""
+    if not isinstance(best, Mapping) or not all(
+            isinstance(k, tuple) and len(k) == 2 and k[0] in SCALINGS for k in best):
+        raise TypeError("best must be the notebook's dict {(scaling, r): best learning rate} "
+                        f"with scaling in {SCALINGS}")
+    ranks = sorted({r for _, r in best})
+    missing = [(label, r) for label in SCALINGS for r in (ranks[0], ranks[-1])
+               if (label, r) not in best] if ranks else ["every rank"]
+    if missing or len(ranks) < 2:
+        raise ValueError(f"best must hold both scalings at two or more ranks; missing {missing}")
+    lrs = [float(best[label, r]) for label in SCALINGS for r in (ranks[0], ranks[-1])]
+    if not all(np.isfinite(lr) and lr > 0 for lr in lrs):
+        raise ValueError("best holds a learning rate that is not a positive number")
+    shifts = {}
+    for label in SCALINGS:
+        low, high = best[label, ranks[0]], best[label, ranks[-1]]
+        shifts[label] = "higher" if high > low else "lower" if high < low else "the same"
+    return shifts, ranks[0], ranks[-1]
 
-    ``excess`` maps ``(scaling, r, lr)`` to the run's mean excess loss (lower is faster).
-    The right answer is the scaling that was faster at every rank r > 1 at ``lr``
-    (if neither was, both answers pass). Raises ``TypeError``/``ValueError`` if
-    ``excess`` is not such a table. Why: "how do I pick r and alpha?" deserves an
-    answer read from evidence, not from a paper's title.
+
+_SHIFT_HINTS = {
+    ("alpha/r", "higher"): (
+        "with alpha/r, Adam's first step gets smaller as r grows (its size falls roughly like "
+        "1/sqrt(r), 02 §7.3); a larger learning rate makes up for that."),
+    ("alpha/sqrt(r)", "lower"): (
+        "with alpha/sqrt(r), the first step's progress grows roughly like sqrt(r) (02 §7.3): "
+        "at large r the steps are effectively larger, so a smaller learning rate is best."),
+}
+
+
+def check_best_lr_shift(best_lr_alpha_r: Any, best_lr_rslora: Any,
+                        best: Mapping[tuple[str, int], float]) -> bool:
+    """Check the prediction of how the best learning rate moves from the smallest to the
+    largest rank: ``"higher"``, ``"lower"`` or ``"the same"`` under alpha/r
+    (``best_lr_alpha_r``) and under alpha/sqrt(r) (``best_lr_rslora``).
+
+    ``best`` is the notebook's sweep result ``{(scaling, r): best learning rate}``; the
+    answer is read from it, never hard-coded. Raises ``TypeError``/``ValueError`` if
+    ``best`` is not such a table. Why: when you change r, knowing which way to move the
+    learning rate halves the search.
     """
-    title = "scaling choice"
-    winner, ranks = _faster_everywhere(excess, lr)
-    problem = _not_answered(scaling_choice=scaling_choice)
+    title = "best learning rate"
+    shifts, low, high = _observed_shifts(best)
+    answers = {"alpha/r": best_lr_alpha_r, "alpha/sqrt(r)": best_lr_rslora}
+    names = {"alpha/r": "best_lr_alpha_r", "alpha/sqrt(r)": "best_lr_rslora"}
+    problem = _not_answered(best_lr_alpha_r=best_lr_alpha_r, best_lr_rslora=best_lr_rslora)
     if problem:
         return verdict(title, problem, ANSWER_HINT)
-    choice = _scaling_name(scaling_choice)
-    if choice is None:
-        return verdict(title, f"{scaling_choice!r} is not one of {SCALINGS}.",
-                       'answer "alpha/r" or "alpha/sqrt(r)".')
-    if winner is None or choice == winner:
+    for label, answer in answers.items():
+        if _direction(answer) is None:
+            return verdict(title, f"{names[label]} = {answer!r} is not one of 'higher', "
+                                  "'lower', 'the same'.", 'answer "higher", "lower" or "the same".')
+    wrong = [label for label, answer in answers.items() if _direction(answer) != shifts[label]]
+    if not wrong:
         return verdict(title)
-    table = ", ".join(f"r = {r}: {excess[SCALINGS[0], r, lr]:.3f} vs "
-                      f"{excess[SCALINGS[1], r, lr]:.3f}" for r in ranks)
-    hint = (f"compare the two columns of the first table of §8 (alpha/r vs alpha/sqrt(r)): "
-            f"{table}; lower is faster.")
-    if choice == "alpha/sqrt(r)":
-        hint += (" alpha/sqrt(r) keeps the *size* of the first step constant (02 §7.3), but a "
-                 "bigger step is not a faster run.")
-    return verdict(title, f"in this experiment {winner} was faster at every rank.", hint)
+    found = "; ".join(f"under {label} the best learning rate went from {best[label, low]} at "
+                      f"r = {low} to {best[label, high]} at r = {high}" for label in wrong)
+    hints = [_SHIFT_HINTS.get((label, shifts[label]), "read the sweep's table above.")
+             for label in wrong]
+    return verdict(title, f"{', '.join(names[label] for label in wrong)} does not match what the "
+                          f"sweep found: {found}.", " ".join(hints))

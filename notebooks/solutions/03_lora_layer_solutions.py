@@ -206,14 +206,30 @@ def expected_output_wrong(layer: LoRALinear, x: torch.Tensor) -> torch.Tensor:
 _ = checks.check_expected_output(expected_output_wrong)
 
 # %% [markdown]
-# ## Exercise 5 — choose a scaling
+# ## Exercise 5 — predict where the best learning rate goes
 #
-# The answer is read from the main notebook's first table in §8: at the learning rate tuned at
-# $r = 1$ (0.008), compare the mean excess loss of the two scalings at $r = 4, 16, 64$; the
-# scaling with the lower values at every rank is the one to use for a sweep over $r$ at that
-# learning rate. To make
-# this notebook self-contained, here is the part of §8's experiment the answer rests on: the
-# same task, the same runs, at that one learning rate.
+# Notebook 02 §7.3 worked out Adam's first step from LoRA's start as $r$ grows, with $\alpha$
+# and the learning rate fixed:
+#
+# * with $\alpha/r$ the step's first-order *progress* stays the same, but its *size* shrinks
+#   roughly like $1/\sqrt r$ — at $r = 64$ the steps are small, so a **higher** learning rate
+#   should suit it better;
+# * with $\alpha/\sqrt r$ the size stays the same and the progress grows roughly like
+#   $\sqrt r$ — at $r = 64$ the steps do more than the tuned ones, so a **lower** learning rate
+#   should suit it better.
+#
+# The first step is only a guide to a whole run, so this is a prediction to be checked.
+
+# %% tags=["solution"]
+# ✏️ "higher", "lower" or "the same": the best learning rate at r = 64 compared with r = 1
+### BEGIN SOLUTION
+best_lr_alpha_r = "higher"   # alpha/r: Adam's steps shrink like 1/sqrt(r) -> compensate upwards
+best_lr_rslora = "lower"     # alpha/sqrt(r): their progress grows like sqrt(r) -> downwards
+### END SOLUTION
+
+# %% [markdown]
+# To make this notebook self-contained, here is the part of the main notebook's §8 sweep the
+# answer rests on: the same task and runs, at $r = 1$ and $r = 64$ (about a second).
 
 # %%
 gen = torch.Generator().manual_seed(3)
@@ -229,14 +245,13 @@ Y_w = X_w @ (W_frozen + (U * sigma) @ V.T).T
 
 # %%
 def mean_excess(r: int, rslora: bool, lr: float, steps: int = 100) -> float:
-    """§8's measure for one run: average of (L_t - floor) / (L_0 - floor) over the steps."""
+    """§8's measure for one run: the average of (L_t - floor) / (L_0 - floor) over the steps."""
     torch.manual_seed(r)
     base = nn.Linear(d, d, bias=False, dtype=torch.float64)
     layer = LoRALinear(base, r=r, alpha=16, use_rslora=rslora)
     with torch.no_grad():
         base.weight.copy_(W_frozen)
     optimizer = torch.optim.Adam([layer.lora_A, layer.lora_B], lr=lr)
-    floor = truncation_error(sigma.numpy(), r) ** 2 / d               # Eckart–Young
     losses = []
     for _ in range(steps):
         loss = nn.functional.mse_loss(layer(X_w), Y_w)
@@ -244,36 +259,27 @@ def mean_excess(r: int, rslora: bool, lr: float, steps: int = 100) -> float:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    floor = truncation_error(sigma.numpy(), r) ** 2 / d                # Eckart–Young
     return float(np.mean([(loss - floor) / (losses[0] - floor) for loss in losses]))
 
 
 # %%
-lr_fixed = 0.008
-excess = {(label, r, lr_fixed): mean_excess(r, rslora, lr_fixed)
-          for label, rslora in (("alpha/r", False), ("alpha/sqrt(r)", True)) for r in (4, 16, 64)}
-for r in (4, 16, 64):
-    print(f"r = {r:>2}: mean excess loss  alpha/r {excess['alpha/r', r, lr_fixed]:.3f}   "
-          f"alpha/sqrt(r) {excess['alpha/sqrt(r)', r, lr_fixed]:.3f}")
-
-# %% [markdown]
-# Lower is faster, and $\alpha/r$ is lower at every rank — clearly at $r = 4$ and $16$,
-# narrowly at $r = 64$. At this learning rate the larger steps that $\alpha/\sqrt r$ gives large
-# ranks did not make training faster: they were already past the best step size (the main
-# notebook's sweep finds $\alpha/\sqrt r$'s best learning rate at $r = 64$ to be half of this
-# one). The choice is read from the experiment; on another problem it may differ.
-
-# %% tags=["solution"]
-# ✏️ "alpha/r" or "alpha/sqrt(r)"
-### BEGIN SOLUTION
-scaling_choice = "alpha/r"   # lower mean excess loss at r = 4, 16 and 64 at lr 0.008
-### END SOLUTION
+lrs = (0.002, 0.004, 0.008, 0.016, 0.032)
+best = {}
+for label, rslora in (("alpha/r", False), ("alpha/sqrt(r)", True)):
+    for r in (1, 64):
+        best[label, r] = min(lrs, key=lambda lr, r=r, rs=rslora: mean_excess(r, rs, lr))
+    print(f"{label:<14} best learning rate: {best[label, 1]} at r = 1, {best[label, 64]} at r = 64")
 
 # %%
-_ = checks.check_fixed_lr_scaling(scaling_choice, excess, lr_fixed)
+_ = checks.check_best_lr_shift(best_lr_alpha_r, best_lr_rslora, best)
 
 # %% [markdown]
-# **A typical wrong answer** goes by the name: "rank-*stabilised* must be the one for changing
-# the rank". In this experiment, at a fixed learning rate, it was not:
+# Both directions as predicted — though by a factor 2 only, not the $\sqrt{64} = 8$ of the first
+# step: over a whole run $A$ moves too, and the loss surface changes as training goes on.
+#
+# **A typical wrong answer** expects $\alpha/r$, "the scaling that makes the learning rate
+# transfer across ranks", to keep the best learning rate where it was:
 
 # %%
-_ = checks.check_fixed_lr_scaling("alpha/sqrt(r)", excess, lr_fixed)
+_ = checks.check_best_lr_shift("the same", best_lr_rslora, best)
