@@ -35,6 +35,24 @@ def test_points_are_sorted_by_learning_rate_and_the_best_is_marked():
     assert best.get_color() == curve.get_color() and best.get_linestyle() == "None"
 
 
+def test_ticks_are_the_swept_rates_with_plain_labels():
+    fig = plots.scaling_sweep_figure(SWEEPS)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.get_xticks(), [0.002, 0.004, 0.008])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.002", "0.004", "0.008"]
+    labels = [t.get_text() for t in ax.get_yticklabels(minor=True) + ax.get_yticklabels()]
+    assert "0.2" in labels and "0.3" in labels and not any("10" in t for t in labels)
+
+
+@pytest.mark.parametrize(("value", "label"), [(0.05, "0.05"), (0.1, "0.1"), (3.0, "3"),
+                                              (0.04, ""), (0.07, ""), (0.0, ""), (-1.0, "")])
+def test_log_axis_labels_only_leading_digits_1_2_3_5(value, label):
+    from lora_lab.plots.nb03 import _nb03_sparse_label
+
+    assert _nb03_sparse_label(value) == label
+
+
 @pytest.mark.parametrize(("panels", "error", "message"), [
     ({}, ValueError, "at least one panel"),
     ({"p": {}}, ValueError, "has no curves"),

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 __all__ = [
     "scaling_sweep_figure",
@@ -31,13 +32,25 @@ def _nb03_sweep(curve: Mapping[float, float], name: str) -> tuple[np.ndarray, np
     return lrs[order], values[order]
 
 
+def _nb03_sparse_label(value: float, _position: object = None) -> str:
+    """``"0.05"``-style label for log-axis ticks whose leading digit is 1, 2, 3 or 5, else ``""``.
+
+    Why: plain numbers read faster than 10^x, and labelling every minor tick crowds the axis.
+    """
+    if not np.isfinite(value) or value <= 0:
+        return ""
+    mantissa = round(value / 10 ** np.floor(np.log10(value)), 6)
+    return f"{value:g}" if mantissa in (1.0, 2.0, 3.0, 5.0) else ""
+
+
 def scaling_sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *,
                     ylabel: str = "loss", xlabel: str = "learning rate",
                     suptitle: str | None = None) -> Figure:
     """Learning-rate sweeps side by side: one panel per ``panels`` entry
     ``title -> {curve label -> {learning rate: value}}``, lower is better.
 
-    Both axes are logarithmic and the panels share their y axis. Each curve's
+    Both axes are logarithmic, with plain tick labels (a tick at every learning rate swept),
+    and the panels share their y axis. Each curve's
     lowest value (its best learning rate) is drawn as a filled marker, the
     other points as open ones. Raises ``TypeError`` for a ``panels`` that is
     not a nested mapping of numbers, ``ValueError`` for an empty panel or a
@@ -54,11 +67,14 @@ def scaling_sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]
     fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.55 / height,
                         top=1 - (0.7 if suptitle else 0.35) / height, wspace=0.08)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
     for ax, (title, curves) in zip(axes, panels.items(), strict=True):
         if not curves:
             raise ValueError(f"panel {title!r} has no curves")
+        swept: set[float] = set()
         for i, (label, curve) in enumerate(curves.items()):
             lrs, values = _nb03_sweep(curve, label)
+            swept.update(lrs.tolist())
             marker = _NB03_MARKERS[i % len(_NB03_MARKERS)]
             (line,) = ax.plot(lrs, values, marker=marker, markerfacecolor="none", label=label,
                               linewidth=1.4)
@@ -67,6 +83,11 @@ def scaling_sweep_figure(panels: Mapping[str, Mapping[str, Mapping[float, float]
                     color=line.get_color(), markersize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(sorted(swept)))   # a tick at every swept rate
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(FuncFormatter(_nb03_sparse_label))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_nb03_sparse_label))
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
