@@ -93,3 +93,20 @@ def test_run_checker_prints_one_verdict(capsys) -> None:
     assert "❌ double: not yet. f(1) is wrong." in out and "Hint: double it." in out
     with pytest.raises(TypeError, match="pass your function itself"):
         core.run_checker("double", 42, check_case, [1])
+
+
+def test_require_answered_names_every_missing_answer() -> None:
+    core.require_answered(a=1, b=False)
+    with pytest.raises(core.LearnerError) as wrong:
+        core.require_answered(a=..., b=2, c=...)
+    assert wrong.value.problem == "not answered yet: a, c are still `...`."
+    assert "replace `...` in `a = ...`" in wrong.value.hint
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (..., "k is still `...`"), (len, "k is a function"), ("3", "should be one number"),
+    ([1, 2], "should be one number")])
+def test_one_number_explains_what_it_got(value, problem) -> None:
+    with pytest.raises(core.LearnerError, match=problem):
+        core.one_number(value, "k")
+    assert core.one_number(np.array([0.25]), "k") == 0.25

@@ -30,6 +30,8 @@ RTOL = {"float64": 1e-9, "float32": 3e-5, "float16": 5e-3, "bfloat16": 3e-2}
 STUB_HINT = ("replace the line `raise NotImplementedError(...)` with your code, run that cell, "
              "then run this check again.")
 ERROR_HINT = "call your function on a small example yourself and read the error from the top."
+ANSWER_HINT = ("replace `...` in `{name} = ...` with your answer, run that cell, then run this "
+               "check again.")
 
 
 class LearnerError(Exception):
@@ -156,6 +158,28 @@ def number(got: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return float(value.reshape(())) if value.size == 1 and value.ndim <= 1 else None
+
+
+def require_answered(**answers: Any) -> None:
+    """Raise :class:`LearnerError` ("not answered yet") if an answer is still the stub's ``...``."""
+    missing = [name for name, value in answers.items() if value is Ellipsis]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise LearnerError(f"not answered yet: {', '.join(missing)} {verb} still `...`.",
+                           ANSWER_HINT.format(name=missing[0]))
+
+
+def one_number(value: Any, name: str) -> float:
+    """``value`` as one real number, or :class:`LearnerError` saying what it is instead."""
+    require_answered(**{name: value})
+    hint = (f"set {name} to one number such as 0.5 (an expression like 3 / 4 is fine; not a "
+            "list, a string or a function).")
+    if callable(value):
+        raise LearnerError(f"{name} is a function, but the exercise asks for a number.", hint)
+    got = number(value)
+    if got is None:
+        raise LearnerError(f"{name} should be one number, got {type(value).__name__}.", hint)
+    return got
 
 
 def match_mistake(got: Any, mistakes: Sequence[Mistake], expected: Any, *,

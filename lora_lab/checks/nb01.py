@@ -32,6 +32,7 @@ from ._core import (
     least_precise,
     match_mistake,
     number,
+    one_number,
     run_checker,
     verdict,
 )
@@ -43,8 +44,6 @@ __all__ = [
     "check_shrink_prediction",
 ]
 
-NOT_ANSWERED = ("replace `...` in `{name} = ...` with your answer, run that cell, then run "
-                "this check again.")
 #: A single number carries no trace of the precision it was computed in (float(x) of a float32
 #: result is a Python float), so single-number answers are accepted to float32 precision at
 #: least. No typical mistake comes within that tolerance of the right answer.
@@ -59,26 +58,6 @@ ROUNDED = ("very close, but not equal: if you typed digits from a printout, they
 def _scalar_dtype(*values: Any) -> str:
     """The dtype whose tolerance a single-number answer is judged with (see SCALAR_FLOOR)."""
     return max(least_precise(*values), SCALAR_FLOOR, key=RTOL.__getitem__)
-
-
-def _one_number(value: Any) -> float | None:
-    """:func:`._core.number`, also for a 1-element 1-D array (NumPy 2 refuses float() of it)."""
-    if isinstance(value, np.ndarray) and value.shape == (1,):
-        value = value[0]
-    return number(value)
-
-
-def _answer(value: Any, name: str) -> float:
-    """``value`` as one real number, or :class:`LearnerError` saying what it is instead."""
-    if value is Ellipsis:
-        raise LearnerError(f"{name} is still `...`.", NOT_ANSWERED.format(name=name))
-    hint = f"set {name} to one number (not a list, a string or a function)."
-    if callable(value):
-        raise LearnerError(f"{name} is a function, but the exercise asks for a number.", hint)
-    got = _one_number(value)
-    if got is None:
-        raise LearnerError(f"{name} should be one number, got {type(value).__name__}.", hint)
-    return got
 
 
 def _judge(title: str, check: Callable[[], None]) -> bool:
@@ -158,8 +137,8 @@ def check_rank_2_errors(spectral_error_2: Any, frobenius_error_2: Any, M: np.nda
     norm = truncation_error(s, 0)
 
     def check() -> None:
-        spectral = _answer(spectral_error_2, "spectral_error_2")
-        frobenius = _answer(frobenius_error_2, "frobenius_error_2")
+        spectral = one_number(spectral_error_2, "spectral_error_2")
+        frobenius = one_number(frobenius_error_2, "frobenius_error_2")
         dtype = _scalar_dtype(spectral_error_2, frobenius_error_2, M)
         _expect("spectral_error_2", spectral, truncation_error(s, 2, norm="spectral"),
                 _spectral_mistakes(s, norm), dtype=dtype, scale=float(s[0]),
@@ -197,7 +176,7 @@ def check_shrink_prediction(shrink_factor: Any, measured_ratio: float) -> bool:
     expected = min(SHRINK_OPTIONS, key=lambda option: abs(np.log(measured / option)))
 
     def check() -> None:
-        got = _answer(shrink_factor, "shrink_factor")
+        got = one_number(shrink_factor, "shrink_factor")
         if got not in SHRINK_OPTIONS:
             raise LearnerError(f"shrink_factor = {got:g} is not one of the options.",
                                "set shrink_factor to 1, 10 or 100.")
@@ -254,7 +233,7 @@ def check_energy_rank(k99: Any, s: np.ndarray, target: float = 0.99) -> bool:
     expected = _smallest_rank(energy, target)
 
     def check() -> None:
-        got = _answer(k99, "k99")
+        got = one_number(k99, "k99")
         if not got.is_integer() or not 1 <= got <= energy.size:
             raise LearnerError(f"k99 = {got:g} is not a rank.",
                                f"a rank is a whole number from 1 to {energy.size}.")
@@ -317,7 +296,7 @@ def _check_relative_error_case(fn: Callable[..., Any], case: tuple[np.ndarray, i
     s, k = case
     where = f"my_relative_error(s={np.round(s.astype(float), 3).tolist()}, k={k})"
     got = call(fn, s, k, names=("s",), error_hint=_error_hint)
-    value = _one_number(got)
+    value = number(got)
     if value is None:
         raise LearnerError(f"{where} returned {type(got).__name__}, not one number.",
                            "return a single number, e.g. float(...).")

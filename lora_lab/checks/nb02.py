@@ -26,6 +26,7 @@ import numpy as np
 
 from ..numpy_lora import lora_backward
 from ._core import (
+    ANSWER_HINT,
     LearnerError,
     Mistake,
     call,
@@ -45,12 +46,10 @@ __all__ = [
     "check_unmerge_error",
 ]
 
-ELLIPSIS_HINT = "replace `...` with your answer, run that cell, then run this check again."
-
-
 def _not_answered(title: str, name: str) -> bool:
     """Print the "not answered yet" verdict when an answer is still the stub's ``...``."""
-    return verdict(title, f"not answered yet: {name} is still `...`.", ELLIPSIS_HINT)
+    return verdict(title, f"not answered yet: {name} is still `...`.",
+                   ANSWER_HINT.format(name=name))
 
 
 # --------------------------------------------------------------------------- dL/dx

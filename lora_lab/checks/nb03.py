@@ -25,6 +25,7 @@ from ._core import (
     least_precise,
     match_mistake,
     number,
+    require_answered,
     run_checker,
     verdict,
 )
@@ -37,16 +38,7 @@ __all__ = [
     "check_parameter_count",
 ]
 
-ANSWER_HINT = "replace `...` with your answer, run that cell, then run this check again."
 SCALINGS = ("alpha/r", "alpha/sqrt(r)")
-
-
-def _not_answered(**answers: Any) -> str | None:
-    """The problem to report if any answer is still the stub's ``...``, else None."""
-    missing = [name for name, value in answers.items() if value is Ellipsis]
-    if missing:
-        return f"not answered yet: {', '.join(missing)} is still `...`."
-    return None
 
 
 # --------------------------------------------------------------------------- exercise 1
@@ -89,9 +81,10 @@ def check_first_adam_step(a_changes: Any, b_changes: Any) -> bool:
     false alarm behind "my LoRA isn't learning".
     """
     title = "first Adam step"
-    problem = _not_answered(a_changes=a_changes, b_changes=b_changes)
-    if problem:
-        return verdict(title, problem, ANSWER_HINT)
+    try:
+        require_answered(a_changes=a_changes, b_changes=b_changes)
+    except LearnerError as wrong:
+        return verdict(title, wrong.problem, wrong.hint)
     for name, value in (("a_changes", a_changes), ("b_changes", b_changes)):
         if not isinstance(value, (bool, np.bool_)):
             return verdict(title, f"{name} must be True or False, got {value!r}.",
@@ -424,9 +417,10 @@ def check_best_lr_shift(best_lr_alpha_r: Any, best_lr_rslora: Any,
     shifts, low, high = _observed_shifts(best)
     answers = {"alpha/r": best_lr_alpha_r, "alpha/sqrt(r)": best_lr_rslora}
     names = {"alpha/r": "best_lr_alpha_r", "alpha/sqrt(r)": "best_lr_rslora"}
-    problem = _not_answered(best_lr_alpha_r=best_lr_alpha_r, best_lr_rslora=best_lr_rslora)
-    if problem:
-        return verdict(title, problem, ANSWER_HINT)
+    try:
+        require_answered(best_lr_alpha_r=best_lr_alpha_r, best_lr_rslora=best_lr_rslora)
+    except LearnerError as wrong:
+        return verdict(title, wrong.problem, wrong.hint)
     for label, answer in answers.items():
         if _direction(answer) is None:
             return verdict(title, f"{names[label]} = {answer!r} is not one of 'higher', "
