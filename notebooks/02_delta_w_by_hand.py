@@ -71,8 +71,8 @@
 # your answer, the check says "not yet" — that is expected. Worked solutions are in
 # `solutions/02_delta_w_by_hand_solutions.ipynb`.
 #
-# Run the cells from top to bottom. Only NumPy is used here; PyTorch arrives in a later
-# notebook (03, coming).
+# Run the cells from top to bottom. Only NumPy is used here; PyTorch arrives in notebook
+# 03 (`03_lora_layer.ipynb`).
 
 # %%
 # %matplotlib inline
@@ -261,8 +261,8 @@ for model, config in pairs:
 # %% [markdown]
 # The adapters are tiny next to the models: under a quarter of a percent for RoBERTa-base, and
 # for GPT-3 about 0.003 % at $r = 1$ and 0.02 % at $r = 8$ (one number in 37,000 and in 4,600).
-# Whether such a small update is *enough* is an empirical question; later notebooks (04 and 05,
-# coming) look at it. Here we learn how it works.
+# Whether such a small update is *enough* is an empirical question; notebooks 04 and 05
+# look at it. Here we learn how it works.
 #
 # ## 2 · The forward pass
 #
@@ -1057,7 +1057,7 @@ _ = checks.check_unmerge_error(predicted_error, measured_error)
 # order of $\varepsilon\max|W'|$ (asserted above against the bound
 # $\tfrac{\varepsilon}{2}\max(|W'| + |W_0|)$). It is small, but it is not zero: after an unmerge,
 # a float32 model is not bit-for-bit the model you started from. That is one more reason to
-# keep the original $W_0$ rather than recover it by subtraction (a later notebook, 03, coming,
+# keep the original $W_0$ rather than recover it by subtraction (notebook 03, §6,
 # returns to this in PyTorch).
 #
 # ## 7 · Three mistakes from popular write-ups
@@ -1482,7 +1482,7 @@ assert np.all(np.diff(list(alignment.values())) > 0)          # points more down
 # it reports that larger ranks then do help in its fine-tuning experiments. Our first-step
 # numbers are consistent with both descriptions: with $\alpha/r$, Adam's step shrinks like
 # $1/\sqrt{r}$ as the rank grows, and with plain gradient descent even its progress falls like
-# $1/r$. A later notebook (03, coming) continues this comparison in PyTorch over longer runs.
+# $1/r$. Notebook 03 (§8) continues this comparison in PyTorch over longer runs.
 # Either way, **leaving the factor out** makes the first step's progress grow in proportion to
 # $r$ under Adam: a learning rate tuned at one rank becomes, in effect, a different learning
 # rate at every other.
@@ -1520,6 +1520,6 @@ assert np.all(np.diff(list(alignment.values())) > 0)          # points more down
 #   $\alpha/r$ keeps that progress steady across ranks and rsLoRA's $\alpha/\sqrt{r}$ keeps the
 #   step's size steady; with plain gradient descent, $\alpha/\sqrt{r}$ keeps the progress steady.
 #
-# **Next:** a later notebook (03, coming) builds the same layer in PyTorch as `LoRALinear`,
+# **Next:** notebook 03 (`03_lora_layer.ipynb`) builds the same layer in PyTorch as `LoRALinear`,
 # checks it against the NumPy version of this notebook, and lets autograd take over the
 # gradients you derived here.

@@ -256,5 +256,5 @@ _ = checks.check_scaling_choices(adam_progress, adam_step_size, gd_progress, obs
 _ = checks.check_scaling_choices(adam_progress, adam_step_size, "alpha/r", observed=observed)
 
 # %% [markdown]
-# That's all four. Back to the main notebook for the experiments, or on to a later notebook
-# (03, coming), where the same layer is built in PyTorch.
+# That's all four. Back to the main notebook for the experiments, or on to notebook
+# 03 (`03_lora_layer.ipynb`), where the same layer is built in PyTorch.
