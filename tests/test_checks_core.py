@@ -110,3 +110,19 @@ def test_one_number_explains_what_it_got(value, problem) -> None:
     with pytest.raises(core.LearnerError, match=problem):
         core.one_number(value, "k")
     assert core.one_number(np.array([0.25]), "k") == 0.25
+
+
+@pytest.mark.parametrize("package", ["checks", "plots"])
+def test_names_are_unique_across_notebook_modules(package: str) -> None:
+    """The package re-exports every nbNN module by star import: a repeated name would
+    silently replace another notebook's function."""
+    import importlib
+
+    pkg = importlib.import_module(f"lora_lab.{package}")
+    seen: dict[str, str] = {}
+    for number in ("01", "02", "03", "04", "05", "06"):
+        module = importlib.import_module(f"lora_lab.{package}.nb{number}")
+        for name in module.__all__:
+            assert name not in seen, f"{name} is in both {seen[name]} and nb{number}"
+            seen[name] = f"nb{number}"
+            assert getattr(pkg, name) is getattr(module, name)
