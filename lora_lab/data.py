@@ -48,9 +48,13 @@ _SHA256: dict[str, str] = {
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     "texts/python_code.txt": "9db2ecdfcd683f1aacce0838a555cae3bc0d1ca0f5381420bfc51ed2d299b357",
     "texts/python_docs.txt": "9e5f25a2690d604492d65260e8b5b4ad147be2d52996c44f5b8aadd2008ac3cb",
-    "tiny_llama/config.json": "",
-    "tiny_llama/generation_config.json": "",
-    "tiny_llama/model.safetensors": "",
+    "texts/PSF_LICENSE.txt": "3b2f81fe21d181c499c59a256c8e1968455d6689d269aa85373bfb6af41da3bf",
+    "tiny_llama/config.json":
+        "57598fc50e75e434d5a0fb3d762193cb6421d1940524dff04343a9de31b94c96",
+    "tiny_llama/generation_config.json":
+        "e5c6e58a01492ff8b88e11c8545ad8747e6449f0cf250083c544c0013105dfb9",
+    "tiny_llama/model.safetensors":
+        "fdf6d55f4268203d2c69649b93a9b565c1f87e9ce4e4c75086ef4d05aab0ca13",
 }
 
 _REBUILD: dict[str, str] = {
@@ -60,6 +64,7 @@ _REBUILD: dict[str, str] = {
     "tinyshakespeare/input.txt": "copy it from karpathy/char-rnn (see data/README.md)",
     "texts/python_code.txt": "python tools/build_texts.py",
     "texts/python_docs.txt": "python tools/build_texts.py",
+    "texts/PSF_LICENSE.txt": "python tools/build_texts.py",
     "tiny_llama/config.json": "python tools/pretrain_tiny_llama.py",
     "tiny_llama/generation_config.json": "python tools/pretrain_tiny_llama.py",
     "tiny_llama/model.safetensors": "python tools/pretrain_tiny_llama.py",
@@ -235,7 +240,7 @@ def encode(text: str) -> torch.Tensor:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     text = text.replace("\t", " " * TAB_WIDTH)
-    codes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    codes = np.frombuffer(text.encode("utf-8", errors="surrogatepass"), dtype=np.uint8)
     valid = (codes == 10) | ((codes >= 32) & (codes <= 126))
     if len(codes) != len(text) or not valid.all():  # a non-ASCII char takes several bytes
         position, char = _first_outside_vocab(text)
@@ -255,7 +260,10 @@ def _ids_as_array(ids: Any) -> np.ndarray:
     else:
         if isinstance(ids, (str, bytes)):
             raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}")
-        array = np.asarray(ids)
+        try:
+            array = np.asarray(ids)
+        except (TypeError, ValueError) as exc:  # ragged lists and the like
+            raise TypeError(f"ids must be a 1-D sequence of ints: {exc}") from None
         if array.size and array.dtype.kind not in "iu":
             raise TypeError(f"ids must hold integers, got dtype {array.dtype}")
     if array.ndim != 1:
@@ -336,8 +344,17 @@ def load_tiny_llama() -> LlamaForCausalLM:
     checks. Input: int64 ids (batch, length <= 256); output ``.logits``: (batch, length, 96).
     """
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
     for file in TINY_LLAMA_FILES:
         _read_verified(f"tiny_llama/{file}")
-    model = AutoModelForCausalLM.from_pretrained(DATA_DIR / "tiny_llama", local_files_only=True)
+    # transformers draws a "Loading weights" progress bar on stderr; silence it for this call
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(DATA_DIR / "tiny_llama",
+                                                     local_files_only=True)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     return model.eval()
