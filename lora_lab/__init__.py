@@ -34,6 +34,16 @@ from .numpy_lora import (
     sgd_step,
     train_lora,
 )
+from .update_analysis import (
+    amplification_factor,
+    energy_rank,
+    projection_norm,
+    random_projection_rms,
+    random_similarity,
+    random_similarity_grid,
+    similarity_grid,
+    stable_rank,
+)
 
 # The torch-based modules load on first use, so the NumPy-only notebooks (01, 02)
 # do not pay for importing torch (PEP 562 module __getattr__).
@@ -76,12 +86,14 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "LoRAGrads", "LoRALinear", "ModulesToSaveWrapper", "ParameterCount", "apply_lora",
-    "approximation_error", "break_even_rank", "count_parameters", "delta_weight",
-    "disable_adapter", "energy_captured", "energy_curve", "init_lora", "load_adapter",
-    "lora_backward", "lora_forward", "lora_layers", "lora_scaling", "lora_state_dict",
-    "low_rank_approx", "matrix_rank", "merge_and_unload", "merge_lora", "merge_weights",
-    "mse_loss", "numerical_gradient", "save_adapter", "saved_modules", "sgd_step",
-    "singular_values", "storage_cost", "subspace_similarity", "train_lora", "truncated_svd",
-    "truncation_error", "unmerge_lora",
+    "LoRAGrads", "LoRALinear", "ModulesToSaveWrapper", "ParameterCount", "amplification_factor",
+    "apply_lora", "approximation_error", "break_even_rank", "count_parameters", "delta_weight",
+    "disable_adapter", "energy_captured", "energy_curve", "energy_rank", "init_lora",
+    "load_adapter", "lora_backward", "lora_forward", "lora_layers", "lora_scaling",
+    "lora_state_dict", "low_rank_approx", "matrix_rank", "merge_and_unload", "merge_lora",
+    "merge_weights", "mse_loss", "numerical_gradient", "projection_norm",
+    "random_projection_rms", "random_similarity", "random_similarity_grid", "save_adapter",
+    "saved_modules", "sgd_step", "similarity_grid", "singular_values", "stable_rank",
+    "storage_cost", "subspace_similarity", "train_lora", "truncated_svd", "truncation_error",
+    "unmerge_lora",
 ]
