@@ -103,6 +103,9 @@ def verify_data(relatives: list[str] | None = None) -> None:
     Raises ``FileNotFoundError`` or ``ValueError`` naming the first file that is missing or
     differs. Why: one call tells a learner whether their ``data/`` folder is intact.
     """
+    if isinstance(relatives, str):
+        raise TypeError(f"relatives must be a list of paths, got the str {relatives!r}; "
+                        f"write [{relatives!r}]")
     for relative in _SHA256 if relatives is None else relatives:
         if relative not in _SHA256:
             raise ValueError(f"relatives must name shipped files {sorted(_SHA256)}, "

@@ -57,6 +57,8 @@ def test_an_altered_file_is_refused_by_name(tmp_path: Path,
         D.load_text("tinyshakespeare")
     with pytest.raises(ValueError, match="relatives must name shipped files"):
         D.verify_data(["nope.txt"])
+    with pytest.raises(TypeError, match="relatives must be a list of paths"):
+        D.verify_data("digits/split.json")
 
 
 # --------------------------------------------------------------------------- digits
