@@ -6,8 +6,49 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from lora_lab.plots import subspace_similarity_figure, truncated_update_figure
-from lora_lab.update_analysis import random_similarity_grid, similarity_grid
+from lora_lab.lowrank import energy_curve
+from lora_lab.plots import (
+    subspace_similarity_figure,
+    truncated_update_figure,
+    update_spectrum_figure,
+)
+from lora_lab.update_analysis import energy_rank, random_similarity_grid, similarity_grid
+
+
+def test_update_spectrum_figure_draws_spectra_energy_and_marks() -> None:
+    rng = np.random.default_rng(1)
+    spectra = {"ΔW": np.linalg.svd(rng.normal(size=(30, 30)) * 0.7 ** np.arange(30),
+                                   compute_uv=False),
+               "random": np.linalg.svd(rng.normal(size=(30, 30)), compute_uv=False)}
+    fig = update_spectrum_figure(spectra, shown=10)
+    assert isinstance(fig, Figure)
+    ax_s, ax_e = fig.axes
+    for line, s in zip(ax_s.get_lines(), spectra.values(), strict=True):
+        np.testing.assert_allclose(line.get_ydata(), s[:10] / s[0])
+    curves = [line for line in ax_e.get_lines() if len(line.get_xdata()) == 30]
+    dots = [line for line in ax_e.get_lines() if len(line.get_xdata()) == 1]
+    for curve, dot, s in zip(curves, dots, spectra.values(), strict=True):
+        np.testing.assert_allclose(curve.get_ydata(), energy_curve(s))
+        k = energy_rank(s, 0.9)
+        assert dot.get_xdata()[0] == k and dot.get_ydata()[0] == energy_curve(s)[k - 1]
+    levels = {line.get_ydata()[0] for line in ax_e.get_lines() if line.get_linestyle() == "--"}
+    assert levels == {0.5, 0.9, 0.99}
+    assert ax_s.get_yscale() == "log" and ax_e.get_xscale() == "log"
+    assert [t.get_text() for t in ax_e.get_legend().get_texts()] == ["ΔW", "random"]
+
+
+@pytest.mark.parametrize(("spectra", "kwargs", "error", "pattern"), [
+    ({}, {}, ValueError, "at least one"),
+    ({"a": np.array([1.0, 2.0])}, {}, ValueError, "s must be singular values"),
+    ({"a": np.zeros(3)}, {}, ValueError, "s is all zero"),
+    ({"a": np.ones((2, 2))}, {}, ValueError, "must be 1-D"),
+    ({"a": np.ones(3)}, {"mark": 1.5}, ValueError, "fraction must be in"),
+    ({"a": np.ones(3)}, {"shown": 0}, ValueError, "shown must be >= 1"),
+])
+def test_update_spectrum_figure_validates(spectra, kwargs, error, pattern) -> None:
+    with pytest.raises(error, match=pattern):
+        update_spectrum_figure(spectra, **kwargs)
+
 
 RANKS = [1, 2, 4, 8, 16]
 ACCURACY = [0.3, 0.4, 0.75, 0.92, 0.94]

@@ -1,7 +1,7 @@
 """Figures for notebook 05 (what LoRA learns: the LoRA paper's §7 at toy scale).
 
-The spectrum of an update is drawn with notebook 01's ``spectrum_figure``; this module adds
-the accuracy of a truncated update (:func:`truncated_update_figure`) and the subspace
+The spectrum of an update against reference matrices (:func:`update_spectrum_figure`), the
+accuracy of an update cut down to rank k (:func:`truncated_update_figure`), and the subspace
 similarity heat maps with their random baseline (:func:`subspace_similarity_figure`).
 """
 
@@ -15,11 +15,13 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from .._validate import as_array, as_matrix, check_int, check_real
-from ..update_analysis import random_similarity_grid
+from ..lowrank import energy_curve
+from ..update_analysis import energy_rank, random_similarity_grid
 
 __all__ = [
     "subspace_similarity_figure",
     "truncated_update_figure",
+    "update_spectrum_figure",
 ]
 
 
@@ -32,6 +34,54 @@ def _nb05_fraction(value: float, name: str) -> float:
     if not 0 <= value <= 1:
         raise ValueError(f"{name} must be an accuracy in [0, 1], got {value}")
     return value
+
+
+def update_spectrum_figure(spectra: Mapping[str, np.ndarray], *, shown: int = 64,
+                           fractions: Sequence[float] = (0.5, 0.9, 0.99),
+                           mark: float = 0.9) -> Figure:
+    """Singular values (left) and energy curves (right) of several matrices, e.g. ΔW, W, random.
+
+    ``spectra`` maps a label to singular values (p,), largest first. Left: the first
+    ``shown`` of each, divided by its largest (log scale). Right: the energy kept by the top k,
+    ``E(k) = (s_1² + ... + s_k²) / sum(s²)``, over every k (log x axis), with a dashed line at
+    each of ``fractions`` and, on each curve, a dot at the smallest k that keeps ``mark``
+    (:func:`lora_lab.update_analysis.energy_rank`). Why: "how many directions does the update
+    use?" is the k at which its curve crosses the line, compared with the references'.
+    """
+    if not isinstance(spectra, Mapping) or not spectra:
+        raise ValueError("spectra must map at least one label to singular values")
+    shown = check_int(shown, "shown", minimum=1)
+    mark = check_real(mark, "mark")
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    ax_s, ax_e = fig.subplots(1, 2)
+    for label, values in spectra.items():
+        s = as_array(values, f"spectra[{label!r}]", ndim=1)
+        energy = energy_curve(s)                        # checks: non-negative, largest first
+        k = energy_rank(s, mark)                        # checks: 0 < mark < 1, s not zero
+        head = s[:shown] / s[0]
+        (line,) = ax_s.plot(np.arange(1, head.size + 1), head, label=label)
+        ax_e.plot(np.arange(1, s.size + 1), energy, color=line.get_color(), label=label)
+        ax_e.plot([k], [energy[k - 1]], "o", color=line.get_color())
+        ax_e.annotate(f"k = {k}", (k, energy[k - 1]), textcoords="offset points",
+                      xytext=(5, -12), fontsize=8, color=line.get_color())
+    for q in fractions:
+        ax_e.axhline(check_real(q, "fractions"), color="grey", linestyle="--", linewidth=0.8)
+        ax_e.text(0.01, q, f"{q:.0%}", transform=ax_e.get_yaxis_transform(), fontsize=7,
+                  color="grey", va="bottom")
+    ax_s.set_yscale("log")
+    ax_s.set_title(f"the {shown} largest singular values, divided by the largest", fontsize=10)
+    ax_s.set_xlabel(r"index $i$ ($\sigma_1$ is the largest)")
+    ax_s.set_ylabel(r"$\sigma_i / \sigma_1$ (log scale)")
+    ax_e.set_title(f"energy kept by the top k (dots: {mark:.0%})", fontsize=10)
+    ax_e.set_xscale("log")
+    ax_e.xaxis.set_major_formatter("{x:g}")
+    ax_e.set_xlabel("k (log scale)")
+    ax_e.set_ylabel("energy kept E(k)")
+    ax_e.set_ylim(0, 1.03)
+    for ax in (ax_s, ax_e):
+        ax.grid(alpha=0.3)
+    ax_e.legend(fontsize="small", loc="lower right")
+    return fig
 
 
 def truncated_update_figure(ranks: Sequence[int], accuracy: Sequence[float], *,
