@@ -56,14 +56,20 @@ def require_callable(fn: Any) -> None:
         raise TypeError(f"pass your function itself (without calling it), got {type(fn).__name__}")
 
 
+IN_PLACE_HINT = ("build new arrays instead of changing an argument in place (`+=`, `.sort()`, "
+                 "`out=`): the caller's data must stay as it was.")
+
+
 def call(fn: Callable[..., Any], *args: Any, names: Sequence[str] = (),
-         error_hint: Callable[[str], str] | None = None) -> Any:
+         error_hint: Callable[[str], str] | None = None,
+         in_place_hint: str = IN_PLACE_HINT) -> Any:
     """Call ``fn`` on copies of ``args`` and return its result, or raise :class:`LearnerError`.
 
     Arrays and tensors are copied, so a function that edits its input cannot
     change the reference answer; when ``names`` are given, such an edit is
-    reported by name. ``error_hint(problem)`` may give a notebook-specific hint
-    for an exception.
+    reported by name, with ``in_place_hint`` (give the exercise's own words, e.g.
+    "LoRA never modifies the frozen W0"). ``error_hint(problem)`` may give a
+    notebook-specific hint for an exception.
     """
     copies = [_copy(a) for a in args]
     try:
@@ -77,10 +83,8 @@ def call(fn: Callable[..., Any], *args: Any, names: Sequence[str] = (),
         raise LearnerError("your function returned None.", "did you forget the `return` line?")
     for name, original, copy in zip(names, args, copies, strict=False):
         if _is_array(original) and not np.array_equal(to_numpy(copy), to_numpy(original)):
-            raise LearnerError(
-                f"your function changed its argument {name} in place.",
-                "build a new array instead of `+=` on an argument: LoRA never modifies the "
-                "frozen W0, and A and B must stay as they were.")
+            raise LearnerError(f"your function changed its argument {name} in place.",
+                               in_place_hint)
     return got
 
 
@@ -169,10 +173,13 @@ def require_answered(**answers: Any) -> None:
                            ANSWER_HINT.format(name=missing[0]))
 
 
-def one_number(value: Any, name: str) -> float:
-    """``value`` as one real number, or :class:`LearnerError` saying what it is instead."""
+def one_number(value: Any, name: str, example: str = "0.5") -> float:
+    """``value`` as one real number, or :class:`LearnerError` saying what it is instead.
+
+    ``example`` is shown in the hint: pick one that fits the exercise (an allowed option).
+    """
     require_answered(**{name: value})
-    hint = (f"set {name} to one number such as 0.5 (an expression like 3 / 4 is fine; not a "
+    hint = (f"set {name} to one number such as {example} (an expression is fine; not a "
             "list, a string or a function).")
     if callable(value):
         raise LearnerError(f"{name} is a function, but the exercise asks for a number.", hint)

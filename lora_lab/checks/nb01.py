@@ -295,7 +295,9 @@ def _relative_error_mistakes(s: np.ndarray, k: int) -> list[Mistake]:
 def _check_relative_error_case(fn: Callable[..., Any], case: tuple[np.ndarray, int]) -> None:
     s, k = case
     where = f"my_relative_error(s={np.round(s.astype(float), 3).tolist()}, k={k})"
-    got = call(fn, s, k, names=("s",), error_hint=_error_hint)
+    got = call(fn, s, k, names=("s",), error_hint=_error_hint,
+               in_place_hint="build new arrays (`s**2`, `np.sort(s)`) instead of changing `s` "
+                             "in place.")
     value = number(got)
     if value is None:
         raise LearnerError(f"{where} returned {type(got).__name__}, not one number.",

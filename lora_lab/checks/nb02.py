@@ -129,7 +129,9 @@ def _grad_x_mistakes(case: dict[str, Any]) -> list[Mistake]:
 def _check_grad_x_case(fn: Callable[..., Any], case: dict[str, Any]) -> None:
     """Compare ``fn`` on ``case`` with the reference; raise :class:`LearnerError` if wrong."""
     args = [case[k] for k in _GRAD_X_NAMES]
-    got = call(fn, *args, names=_GRAD_X_NAMES, error_hint=_grad_x_error_hint)
+    got = call(fn, *args, names=_GRAD_X_NAMES, error_hint=_grad_x_error_hint,
+               in_place_hint="build new arrays instead of `+=` on an argument: LoRA never "
+                             "modifies the frozen W0, and A and B must stay as they were.")
     as64 = [np.asarray(a, dtype=np.float64) if isinstance(a, np.ndarray) else a for a in args]
     expected = lora_backward(*as64).x
     dtype = least_precise(got, *args)
