@@ -13,6 +13,7 @@ than any formula -- and a widget whose logic is plain Python can be tested.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import ipywidgets
 import numpy as np
@@ -229,3 +230,158 @@ class RankSlider:
         buffer = io.BytesIO()
         PILImage.fromarray(rgb).save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
+
+
+class RankExplorer:
+    """LoRA adapters of several ranks on one task, with the rank on a slider (notebook 04).
+
+    ``study`` holds what the adapters did, measured once beforehand (a
+    :class:`lora_lab.digits_task.RankStudy`, NumPy only): for each rank, the test accuracy,
+    the test accuracy of the largest-rank adapter cut down to that rank, the singular
+    values of the update ΔW of one layer, and the predictions on a few test images.
+    ``rank`` is the starting rank, one of ``study.ranks`` (default: the middle one).
+    Nothing is trained or evaluated when the slider moves: the widget only shows.
+
+    Parts (ipywidgets in ``widget``, a VBox, in this order): ``slider`` (SelectionSlider
+    over ``study.ranks``), ``readout`` (HTML), ``image`` (Image, PNG of ``figure``).
+    ``figure`` is built once: accuracy against rank (log scale; the adapters trained at
+    each rank, and the largest one cut down) with dots at the current rank; the spectrum of
+    ΔW of the current adapter over that of the largest one; and the shown test images, each
+    titled with the current adapter's reading (green right, red wrong). Numbers of the
+    current state: ``rank``, ``accuracy``, ``truncated_accuracy``, ``trainable``,
+    ``spectrum``, ``predictions``, ``shown_right``.
+    """
+
+    def __init__(self, study: Any, rank: int | None = None) -> None:
+        self.study = _check_study(study)
+        ranks = [int(r) for r in self.study.ranks]
+        rank = ranks[len(ranks) // 2] if rank is None else check_int(rank, "rank")
+        if rank not in ranks:
+            raise ValueError(f"rank must be one of the ranks studied {ranks}, got {rank}")
+        self.figure = self._build_figure()
+        self.slider = ipywidgets.SelectionSlider(options=ranks, value=rank, description="rank",
+                                                 layout=ipywidgets.Layout(width="500px"))
+        self.readout = ipywidgets.HTML()
+        self.image = ipywidgets.Image(format="png")
+        self.widget = ipywidgets.VBox([self.slider, self.readout, self.image])
+        self.slider.observe(lambda change: self._render(change["new"]), names="value")
+        self._render(rank)
+
+    def update(self, rank: int) -> None:
+        """Show the adapter of rank ``rank`` (same as moving the slider there)."""
+        rank = check_int(rank, "rank")
+        if rank not in self.slider.options:
+            raise ValueError(f"rank must be one of the ranks studied {list(self.slider.options)}"
+                             f", got {rank}")
+        if self.slider.value != rank:
+            self.slider.value = rank  # the slider's observer calls _render
+        else:
+            self._render(rank)
+
+    # ------------------------------------------------------------------ internals
+
+    def _build_figure(self) -> Figure:
+        """Lay out the three panels and create every artist that later changes."""
+        s = self.study
+        n = len(s.labels)
+        columns = -(-n // 2)
+        fig = Figure(figsize=(10.5, 3.6), dpi=80)
+        FigureCanvasAgg(fig)
+        grid = fig.add_gridspec(2, 2 + columns, width_ratios=[3.2, 3.2] + [1.0] * columns,
+                                left=0.06, right=0.99, bottom=0.15, top=0.8, wspace=0.45)
+        ax_acc, ax_spec = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[:, 1])
+        top = int(s.ranks[-1])
+        ax_acc.plot(s.ranks, 100 * s.accuracy, "o-", color="tab:blue", label="trained at rank")
+        ax_acc.plot(s.ranks, 100 * s.truncated_accuracy, "s--", color="tab:orange",
+                    label=f"r={top} cut to rank")
+        ax_acc.set_xscale("log", base=2)
+        ax_acc.set_xticks(s.ranks, [str(r) for r in s.ranks])
+        ax_acc.set_xlabel("rank r")
+        ax_acc.set_ylabel("test accuracy (%)")
+        ax_acc.grid(alpha=0.3)
+        self.rank_line = ax_acc.axvline(s.ranks[0], color="black", linewidth=1)
+        (self.accuracy_dot,) = ax_acc.plot([], [], "o", color="tab:blue", markersize=10)
+        (self.truncated_dot,) = ax_acc.plot([], [], "s", color="tab:orange", markersize=10)
+        ax_acc.legend(loc="lower right", fontsize=8)
+
+        index = np.arange(1, top + 1)
+        ax_spec.plot(index, s.spectra[-1], "-", color="lightgray", linewidth=3,
+                     label=f"r={top}")
+        (self.spectrum_line,) = ax_spec.plot(index, s.spectra[-1], "o-", color="tab:green",
+                                             markersize=3, label="this adapter")
+        ax_spec.set_ylim(0, 1.08 * float(s.spectra.max(initial=0.0)) or 1.0)
+        ax_spec.set_xlabel(f"singular value index (ΔW of layer {s.layer})")
+        ax_spec.set_ylabel("singular value")
+        ax_spec.legend(loc="upper right", fontsize=8)
+        ax_spec.grid(alpha=0.3)
+
+        self.digit_titles = []
+        for i, (picture, label) in enumerate(zip(s.images, s.labels, strict=True)):
+            ax = fig.add_subplot(grid[i // columns, 2 + i % columns])
+            ax.imshow(picture, cmap="gray_r", vmin=0, vmax=float(s.images.max()) or 1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"label {int(label)}", fontsize=8)
+            self.digit_titles.append(ax.set_title("", fontsize=10, fontweight="bold"))
+        self.title_artist = fig.text(0.5, 0.95, "", ha="center", va="top", fontsize=11)
+        return fig
+
+    def _render(self, rank: int) -> None:
+        """Point every artist, the readout and the PNG at the adapter of rank ``rank``."""
+        s = self.study
+        i = [int(r) for r in s.ranks].index(int(rank))
+        self.rank = int(rank)
+        self.accuracy = float(s.accuracy[i])
+        self.truncated_accuracy = float(s.truncated_accuracy[i])
+        self.trainable = int(s.trainable[i])
+        self.spectrum = s.spectra[i]
+        self.predictions = s.predictions[i]
+        right = self.predictions == s.labels
+        self.shown_right = int(right.sum())
+        top = int(s.ranks[-1])
+
+        self.rank_line.set_xdata([rank, rank])
+        self.accuracy_dot.set_data([rank], [100 * self.accuracy])
+        self.truncated_dot.set_data([rank], [100 * self.truncated_accuracy])
+        self.spectrum_line.set_ydata(self.spectrum)
+        for title, guess, ok in zip(self.digit_titles, self.predictions, right, strict=True):
+            title.set_text(f"reads {int(guess)}")
+            title.set_color("tab:green" if ok else "tab:red")
+        self.title_artist.set_text(f"LoRA rank {rank}: {self.accuracy:.1%} of the test images "
+                                   f"right; {self.shown_right} of {len(right)} shown")
+        self.readout.value = (
+            f"<b>rank {rank}</b> &nbsp;|&nbsp; {self.trainable:,} trainable parameters "
+            f"&nbsp;|&nbsp; test accuracy <b>{self.accuracy:.1%}</b> "
+            f"({round(self.accuracy * s.test_size)} of {s.test_size}) &nbsp;|&nbsp; "
+            f"r={top} cut to rank {rank}: {self.truncated_accuracy:.1%}")
+        self.figure.canvas.draw()
+        rgb = np.asarray(self.figure.canvas.buffer_rgba())[..., :3]
+        buffer = io.BytesIO()
+        PILImage.fromarray(rgb).save(buffer, format="png", compress_level=1)
+        self.image.value = buffer.getvalue()
+
+
+_STUDY_FIELDS = ("ranks", "trainable", "accuracy", "truncated_accuracy", "spectra", "layer",
+                 "images", "labels", "predictions", "test_size")
+
+
+def _check_study(study: Any) -> Any:
+    """``study`` if it has every field of a RankStudy with consistent shapes, else raise."""
+    missing = [name for name in _STUDY_FIELDS if not hasattr(study, name)]
+    if missing:
+        raise TypeError(f"study must be a RankStudy (lora_lab.digits_task.rank_study), "
+                        f"missing {missing}")
+    ranks = np.asarray(study.ranks)
+    k, n = len(ranks), len(np.asarray(study.labels))
+    expected = {"trainable": (k,), "accuracy": (k,), "truncated_accuracy": (k,),
+                "spectra": (k, int(ranks[-1]) if k else 0), "predictions": (k, n)}
+    if ranks.ndim != 1 or k == 0 or np.any(np.diff(ranks) <= 0) or ranks[0] < 1:
+        raise ValueError(f"study.ranks must be increasing ranks >= 1, got {ranks}")
+    for name, shape in expected.items():
+        if np.shape(getattr(study, name)) != shape:
+            raise ValueError(f"study.{name} must have shape {shape}, got "
+                             f"{np.shape(getattr(study, name))}")
+    if np.ndim(study.images) != 3 or len(study.images) != n or n == 0:
+        raise ValueError(f"study.images must have shape ({n}, height, width) with n >= 1, got "
+                         f"{np.shape(study.images)}")
+    return study
