@@ -130,6 +130,9 @@ def train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, lr: f
     start = time.perf_counter()
     model.train()
     try:
+        # tqdm.auto draws a widget in Jupyter: a saved notebook keeps only the text of its first
+        # frame ("0/N [00:00<?, ?it/s]"), the same on every run, so `pytest --nbval` can compare
+        # it. Elsewhere the bar is text on stderr; notebooks' big loops pass progress=False.
         with tqdm(total=epochs * steps_per_epoch, desc=desc, disable=not progress) as bar:
             for _ in range(epochs):
                 for rows in torch.randperm(n, generator=order).split(batch_size):

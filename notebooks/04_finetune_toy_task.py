@@ -571,7 +571,8 @@ for alpha, name in alphas.items():
     worst = min(r.correct for r in sweep if (r.shift, r.variant, r.lr) == ("rotate", name, LR[name]))
     print(f"alpha = {alpha:2}: best learning rate {LR[name]:<6g} (worst seed {worst} of 100)")
 curves = sweep_curves(list(alphas.values()))
-display(plots.lr_sweep_figure(curves))
+display(plots.lr_sweep_figure({f"LoRA r=8, alpha = {alpha}": curves[name]
+                               for alpha, name in alphas.items()}))
 mean = {alpha: {lr: np.mean(accs) for lr, accs in curves[name].items()}
         for alpha, name in alphas.items()}
 assert LR["LoRA r=8 alpha=4"] > LR["LoRA r=8"] > LR["LoRA r=8 alpha=64"]

@@ -46,7 +46,7 @@ def test_accuracy_vs_parameters_points_bars_and_log_axis() -> None:
     assert x[0] == 8784 and y[0] == pytest.approx(92.0)
     bar = points[1].lines[2][0].get_segments()[0]
     np.testing.assert_allclose(bar[:, 1], [90.0, 94.0])
-    assert [t.get_text() for t in ax.texts] == ["head", "LoRA r=8"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["frozen", "head", "LoRA r=8"]
     frozen = [line for line in ax.get_lines() if line.get_label() == "frozen"]
     np.testing.assert_array_equal(frozen[0].get_ydata(), [10.0, 10.0])
 

@@ -73,8 +73,9 @@ def accuracy_vs_parameters_figure(trainable: Mapping[str, int],
     ``trainable`` maps each variant's name to its number of trainable parameters (>= 1);
     ``accuracy`` maps the same names to the accuracies in [0, 1] of its runs (one per seed):
     the point is drawn at the mean with a bar from the worst to the best run, so a spread
-    over seeds is visible. ``baseline`` ``(label, accuracy)`` draws a dashed horizontal line
-    (e.g. the frozen model, which has no trainable parameter for a log axis). Raises
+    over seeds is visible; the legend names the points. ``baseline`` ``(label, accuracy)``
+    draws a dashed horizontal line (e.g. the frozen model, which has no trainable parameter
+    to place on a log axis). Raises
     ``ValueError`` naming the variant that cannot be drawn.
     """
     if not isinstance(trainable, Mapping) or not trainable:
@@ -94,11 +95,10 @@ def accuracy_vs_parameters_figure(trainable: Mapping[str, int],
         low, mid, high = 100 * runs.min(), 100 * runs.mean(), 100 * runs.max()
         ax.errorbar([count], [mid], yerr=[[mid - low], [high - mid]], fmt="o", capsize=4,
                     color=f"C{i % 10}", label=name)
-        ax.annotate(name, (count, mid), textcoords="offset points", xytext=(6, -4),
-                    fontsize=8)
     if baseline is not None:
         label, value = baseline
         ax.axhline(100 * float(value), color="gray", linestyle="--", label=label)
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
     ax.set_ylabel("test accuracy (%): mean, bar from worst to best seed")
