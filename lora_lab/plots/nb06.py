@@ -2,4 +2,94 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .._validate import as_array
+
+__all__ = [
+    "target_comparison_figure",
+    "training_curves_figure",
+]
+
+
+def _runs_of(table: object, name: str) -> dict[str, list[np.ndarray]]:
+    """``{variant: [1-D arrays]}`` from ``{variant: sequence of runs}``, checked."""
+    if not isinstance(table, Mapping) or not table:
+        raise ValueError(f"{name} must map at least one variant name to its runs")
+    runs = {}
+    for variant, values in table.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"{name}[{variant!r}] must be a non-empty list of runs")
+        runs[str(variant)] = [as_array(v, f"{name}[{variant!r}]", ndim=1) for v in values]
+    return runs
+
+
+def _losses_of(table: object, name: str) -> dict[str, np.ndarray]:
+    """``{variant: 1-D array of losses, one per run}``, checked."""
+    if not isinstance(table, Mapping) or not table:
+        raise ValueError(f"{name} must map at least one variant name to its runs' losses")
+    return {str(variant): as_array(values, f"{name}[{variant!r}]", ndim=1)
+            for variant, values in table.items()}
+
+
+def training_curves_figure(curves: Mapping[str, Sequence[Sequence[float]]], *,
+                           title: str | None = None) -> Figure:
+    """Training loss against step, one colour per variant and one line per run (seed).
+
+    ``curves`` maps a variant's name to its runs, each a sequence of the training loss at
+    every step (e.g. ``History.loss``), finite. The y axis is linear (losses in nats per
+    character). Raises ``ValueError`` naming the variant that cannot be drawn.
+    """
+    runs = _runs_of(curves, "curves")
+    fig = Figure(figsize=(7.2, 3.8))
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.9 if title else 0.96)
+    for i, (variant, losses) in enumerate(runs.items()):
+        for j, loss in enumerate(losses):
+            ax.plot(np.arange(1, len(loss) + 1), loss, color=f"C{i % 10}", alpha=0.85,
+                    linewidth=1.3, label=variant if j == 0 else None)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (nats per character)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def target_comparison_figure(new_text: Mapping[str, Sequence[float]],
+                             old_text: Mapping[str, Sequence[float]], *,
+                             base: tuple[float, float],
+                             titles: tuple[str, str] = ("new text", "original text")) -> Figure:
+    """Held-out losses after fine-tuning, side by side: the new text (left), the old (right).
+
+    ``new_text`` and ``old_text`` map each variant (same names, same order) to its runs'
+    held-out losses (one per seed, finite); each run is a dot, at the variant's position.
+    ``base`` ``(new, old)``: the base model's losses, drawn as dashed lines. Lower is
+    better on the left; on the right, higher means more forgotten. Raises ``ValueError``
+    if the two mappings name different variants.
+    """
+    new, old = _losses_of(new_text, "new_text"), _losses_of(old_text, "old_text")
+    if list(new) != list(old):
+        raise ValueError(f"new_text and old_text must name the same variants in the same "
+                         f"order, got {list(new)} and {list(old)}")
+    if len(base) != 2 or not all(np.isfinite(float(b)) for b in base):
+        raise ValueError(f"base must be two finite losses (new, old), got {base!r}")
+    fig = Figure(figsize=(8.4, 3.6))
+    axes = fig.subplots(1, 2)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.88, wspace=0.3)
+    for ax, table, level, title in zip(axes, (new, old), base, titles, strict=True):
+        for i, values in enumerate(table.values()):
+            ax.plot(np.full(len(values), i), values, "o", color=f"C{i % 10}", markersize=7,
+                    alpha=0.8)
+        ax.axhline(float(level), color="gray", linestyle="--", label="base model")
+        ax.set_xticks(range(len(table)), list(table))
+        ax.set_xlim(-0.6, len(table) - 0.4)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("held-out loss (nats per character)")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    return fig
