@@ -18,7 +18,8 @@
 #
 # Welcome! This course explains **Low-Rank Adaptation (LoRA)** from the ground up: the linear
 # algebra it rests on, the few lines of maths that make it work, and how to use it on real
-# models. Every claim is checked by code that runs in the notebooks, so nothing has to be taken on
+# models. The claims the notebooks make, and the numbers they quote, are checked by code that
+# runs in them (an `assert` stops the cell if a claim is wrong), so little has to be taken on
 # trust.
 #
 # **The problem.** A large pretrained model is adapted to a new task by *fine-tuning*: training
@@ -28,10 +29,10 @@
 # every weight of the model. And the result is a complete new copy of the model, for every task:
 # ten tasks, ten full copies.
 #
-# **The idea.** LoRA (Hu et al., 2021) leaves each pretrained weight matrix $W_0$ exactly as it
-# is, frozen, and learns a small correction beside it, $\Delta W = B A$, the product of two thin
-# matrices: $A$ with $r$ rows and $B$ with $r$ columns, for a small rank $r$ such as 8. A layer
-# then computes
+# **The idea.** LoRA (Hu et al., 2021) leaves the pretrained model exactly as it is, frozen, and
+# learns a small correction beside some of its weight matrices $W_0$ (often the attention
+# projections): $\Delta W = B A$, the product of two thin matrices, $A$ with $r$ rows and $B$
+# with $r$ columns, for a small rank $r$ such as 8. An adapted layer then computes
 #
 # $$h = W_0\,x + \frac{\alpha}{r}\, B A\, x ,$$
 #
@@ -55,12 +56,15 @@
 # On top, the pretrained weight $W_0$, an `out` $\times$ `in` matrix, computes $W_0 x$ as it
 # always did; it is frozen, so training never changes it. Below, $A$ (`r` $\times$ `in`) squeezes
 # $x$ down to just $r$ numbers, $B$ (`out` $\times$ `r`) maps them back up to `out` numbers, and
-# the result is scaled by $\alpha / r$. The two paths are added. $B$ starts at zero, so at the
-# start of training the layer computes exactly what the pretrained layer did; $A$ starts random,
-# so that training has something to work with (notebook 02 shows why both choices matter).
+# the result is scaled by $\alpha / r$. The two paths are added. (The base layer's bias, if it
+# has one, is added on the top path and stays frozen; the diagram leaves it out.) $B$ starts at
+# zero, so at the start of training the layer computes exactly what the pretrained layer did;
+# $A$ starts random, so that training has something to work with (notebook 02 shows why both
+# choices matter).
 #
 # (If this cell fails with an `ImportError`, run the environment check in section 2: it says
-# what is missing.)
+# what is missing; unless NumPy itself is missing, which the check needs too: then run
+# `make setup` from the course folder.)
 
 # %%
 # %matplotlib inline
@@ -94,9 +98,11 @@ print("Everything the course needs is there.")
 # ## 3 · A first LoRA layer
 #
 # Floating-point sums depend on the order in which they are added up, and that order depends on
-# how many threads PyTorch uses. So that you get *exactly* the numbers printed in these notebooks,
-# every notebook seeds its random number generators, and every notebook that uses PyTorch also
-# pins it to one thread, like this:
+# how many threads PyTorch uses. So that you get the same numbers, to the digits printed in these
+# notebooks, every notebook seeds its random number generators, and every notebook that uses
+# PyTorch also pins it to one thread, like this. (Another CPU, BLAS library or library version
+# can still change the last bits of a result; that is why the notebooks print only the digits
+# that hold.)
 
 # %%
 import numpy as np
@@ -128,6 +134,7 @@ print(f"lora_A {tuple(layer.lora_A.shape)}, lora_B {tuple(layer.lora_B.shape)}, 
       f"scaling alpha/r = {layer.scaling}")
 print(f"trained: {n_trained:,} numbers instead of {base.weight.numel():,} "
       f"({n_trained / base.weight.numel():.1%})")
+assert round(n_trained / base.weight.numel(), 3) == 0.016  # the 1.6% of the summary
 
 # %% [markdown]
 # ## 4 · What LoRA saves
@@ -136,7 +143,8 @@ print(f"trained: {n_trained:,} numbers instead of {base.weight.numel():,} "
 # full fine-tuning of the $1024 \times 1024$ layer and for its LoRA version: every weight, every
 # gradient, and every tensor of Adam's state (its two running averages; Adam also keeps one step
 # counter per tensor, a single number that we leave out). Activations, the intermediate results
-# kept for the backward pass, are not counted: they depend on the batch, not on the method.
+# kept for the backward pass, are counted separately below: they depend mostly on the batch, and
+# are about the same for both methods.
 
 # %%
 def numbers_in_memory(model):
@@ -155,17 +163,56 @@ full = numbers_in_memory(nn.Linear(1024, 1024))
 lora = numbers_in_memory(LoRALinear(nn.Linear(1024, 1024), r=8, alpha=16))
 assert full == 4 * (1024 * 1024 + 1024)  # four numbers per weight
 assert lora == (1024 * 1024 + 1024) + 4 * n_trained  # frozen: one number; trained: four
+assert 0.25 < lora / full < 0.27 and round(full / lora, 1) == 3.8  # a little over a quarter
 print(f"full fine-tuning: {full:,} numbers; LoRA (r = 8): {lora:,} ({full / lora:.1f}x fewer)")
 
 # %% [markdown]
 # The frozen weight is still there (LoRA saves its gradient and optimiser state, not the weight
 # itself), so for this one layer LoRA needs a little over a quarter of the memory.
 #
+# **Activations.** What the backward pass needs from the forward pass can be counted too:
+# PyTorch lets us watch every tensor it saves (`saved_tensors_hooks`). For a batch of 8 inputs,
+# full fine-tuning keeps the input $x$ (to compute $W_0$'s gradient); LoRA keeps $x$ (for $A$'s
+# gradient) and also $A x$, $r$ more numbers per input (for $B$'s gradient). With dropout on
+# the LoRA path it keeps the dropped-out copy of $x$ instead of $x$.
+
+# %%
+def activations_saved(model, batch=8):
+    """How many numbers autograd keeps from the forward pass for the backward pass."""
+    weights = {p.data_ptr() for p in model.parameters()}
+    saved = []
+
+    def keep(t):
+        if t.data_ptr() not in weights:  # weights are counted above, not here
+            saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        model(torch.randn(batch, 1024))
+    return sum(saved)
+
+
+# %%
+act_full = activations_saved(nn.Linear(1024, 1024))
+act_lora = activations_saved(LoRALinear(nn.Linear(1024, 1024), r=8, alpha=16))
+assert act_full == 8 * 1024 and act_lora == 8 * 1024 + 8 * 8  # x; x and A x
+with_dropout = LoRALinear(nn.Linear(1024, 1024), r=8, alpha=16, dropout=0.1)
+assert activations_saved(with_dropout) == act_lora  # dropped-out x instead of x, and A x
+assert round(act_lora / act_full - 1, 2) == 0.01  # LoRA keeps 1% more
+assert activations_saved(nn.Linear(1024, 1024), batch=16) == 2 * act_full  # grows with the batch
+print(f"activations kept: full fine-tuning {act_full:,} numbers, LoRA {act_lora:,}")
+
+# %% [markdown]
+# So the activations are about the same for both (here LoRA keeps 1% more), and they grow
+# with the batch, not with the number of trained weights.
+#
 # **At the scale LoRA was made for.** The same accounting for LLaMA-7B (Touvron et al., 2023), a
 # language model with 32 layers of width 4096, computed from its architecture. For LoRA we take
 # rank 8 on two of the four attention matrices of every layer ($W_q$ and $W_v$, the choice of
 # the LoRA paper). Numbers are 4-byte floats while training; the saved copy of the full model
-# and the adapter are in 2-byte floats, as they usually are shared.
+# and the adapter are in 2-byte floats, as they usually are shared. (Full fine-tuning in mixed
+# precision also comes to 16 bytes per weight: 2-byte weights and gradients, a 4-byte
+# master copy and Adam's two 4-byte averages.)
 
 # %%
 d, n_layers, d_mlp, vocabulary = 4096, 32, 11008, 32000  # LLaMA-7B
@@ -178,12 +225,29 @@ print(f"parameters: {params:,}; LoRA adapter: {adapter:,} ({adapter / params:.2%
 print(f"training memory: full {16 * params / GB:.0f} GB; LoRA "
       f"{(4 * params + 16 * adapter) / GB:.0f} GB (before activations)")
 print(f"saved per task:  full copy {2 * params / GB:.1f} GB; adapter {2 * adapter / 1e6:.1f} MB")
+lora_share = (4 * params + 16 * adapter) / (16 * params)
+assert 0.25 < lora_share < 0.26  # about a quarter
+assert round(2 * adapter / 1e6, 1) == 8.4 and round(2 * params / GB, 1) == 13.5
 
 # %% [markdown]
 # So for each new task, LoRA stores an 8.4 MB file instead of a 13.5 GB copy, and while training
 # it needs about a quarter of the memory of full fine-tuning: the frozen weights dominate, and
-# they stay. Whether such a small update is *enough* for a task is an empirical question that
-# notebooks 04 and 05 look at.
+# they stay. That quarter assumes 4-byte frozen weights. Usually they are kept in 2-byte floats
+# (or in 4 bits, as QLoRA does), and then LoRA's share is about an eighth, or less:
+
+# %%
+assert 2 + 2 + 4 + 2 * 4 == 16  # mixed-precision full fine-tuning: bytes per weight
+shares = {}
+for name, bytes_per_frozen in [("2-byte floats", 2), ("4 bits (QLoRA)", 0.5)]:
+    lora_bytes = bytes_per_frozen * params + 16 * adapter
+    shares[name] = lora_bytes / (16 * params)
+    print(f"frozen weights in {name}: LoRA {lora_bytes / GB:.1f} GB, "
+          f"{shares[name]:.1%} of full fine-tuning")
+assert 0.12 < shares["2-byte floats"] < 0.13 and shares["4 bits (QLoRA)"] < 0.125
+
+# %% [markdown]
+# Whether such a small update is *enough* for a task is an empirical question that notebooks 04
+# and 05 look at.
 
 # %% [markdown]
 # ## 5 · The route
@@ -210,19 +274,22 @@ print(f"saved per task:  full copy {2 * params / GB:.1f} GB; adapter {2 * adapte
 # says ✅ or gives a hint naming the likely mistake; until you answer, it says "not yet", which
 # is expected. Worked solutions are in `notebooks/solutions/`.
 #
-# Experiment freely: change a number, re-run a cell, break things. `git checkout notebooks/`
-# brings back the original notebooks, and `make test`, from the course folder, re-runs every
-# notebook and test to check that the whole course still works on your machine (it takes a
-# while).
+# Experiment freely: change a number, re-run a cell, break things. If the course folder is a git
+# checkout, `git checkout notebooks/` brings back the original notebooks (and throws away
+# everything you changed in them, your answers included: copy a notebook first if you want to
+# keep it). `make test`, from the course folder, re-runs every notebook and test to check that
+# the whole course still works on your machine (it takes a while).
 
 # %% [markdown]
 # ## Summary
 #
 # - Full fine-tuning trains every weight: four numbers in memory per weight with Adam, and a full
-#   copy of the model per task. LoRA freezes $W_0$ and trains a low-rank $\Delta W = BA$ beside
-#   it, $h = W_0 x + \frac{\alpha}{r} B A x$.
+#   copy of the model per task. LoRA freezes the model and trains a low-rank $\Delta W = BA$
+#   beside some of its weight matrices $W_0$, $h = W_0 x + \frac{\alpha}{r} B A x$.
 # - On one $1024 \times 1024$ layer at $r = 8$ it trains 1.6% of the numbers and keeps 3.8x fewer
-#   numbers in memory while training; for LLaMA-7B an adapter is 8.4 MB against a 13.5 GB copy.
+#   numbers in memory while training (activations aside, which are about the same); for
+#   LLaMA-7B an adapter is 8.4 MB against a 13.5 GB copy, and training needs about a quarter of
+#   the memory with 4-byte frozen weights, an eighth or less with 16-bit or 4-bit ones.
 # - A LoRA layer starts out identical to the layer it wraps (asserted above), and the environment
 #   check passed.
 #

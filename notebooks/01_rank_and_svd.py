@@ -36,16 +36,17 @@
 #    $k < mn/(m+n)$;
 # 6. explain the bet LoRA makes: that the *update* to a weight matrix has a fast-decaying spectrum.
 #
-# **How to work through it.** Run the cells from top to bottom. Every mathematical claim is followed
-# by a cell that checks it on an example with an `assert`: an example is not a proof, but a wrong
-# claim would stop the cell with an error. We always derive an idea with plain NumPy first, then
-# compare with the tested version in the companion package `lora_lab`.
+# **How to work through it.** Run the cells from top to bottom. The mathematical claims, and the
+# numbers the text quotes from its experiments, are checked on examples by `assert`s in the cells
+# next to them: an example is not a proof, but a wrong claim would stop the cell with an error.
+# (What a picture shows is left to your eye.) We always derive an idea with plain
+# NumPy first, then compare with the tested version in the companion package `lora_lab`.
 #
 # ## Exercises
 #
 # Four short exercises sit right after the ideas they practise, each marked ✏️:
 #
-# 1. σ₃ is not `S[3]`: read the errors of a rank-2 approximation off the singular values (§2.3);
+# 1. reading errors off the singular values: the errors of a rank-2 approximation (§2.3);
 # 2. predict, then run: how much worse does a slightly nudged SVD get (§2.4)?
 # 3. choose the smallest rank that keeps 99% of a photo's energy (§3.1);
 # 4. derive the relative error from the energy, and write it as a function (§3.1).
@@ -196,10 +197,10 @@ assert ll.matrix_rank(eye) == 100 and ll.matrix_rank(ones) == 1
 # ### 1.4 What noise does to rank
 #
 # Real data is never exactly low rank. Let's take an $8 \times 6$ matrix of rank 3 and add a tiny
-# bit of random noise, about a millionth of the size of its entries. The matrix hardly changes, but its rank jumps
-# to the maximum, 6. To see why, we peek ahead at the **singular values**, a list of
-# $\min(m, n)$ non-negative numbers, largest first, that section 2 introduces properly. For now:
-# the rank is the number of singular values that are not zero.
+# bit of random noise, about a millionth of the size of its entries. The matrix hardly changes,
+# but its rank jumps to the maximum, 6. To see why, we peek ahead at the **singular values**, a
+# list of $\min(m, n)$ non-negative numbers, largest first, that section 2 introduces properly.
+# For now: the rank is the number of singular values that are not zero.
 
 # %%
 rng = np.random.default_rng(14)  # section 1.4's own generator
@@ -211,6 +212,10 @@ for name, X in [("rank-3 matrix", M3), ("with noise   ", noisy)]:
     print(f"{name}: rank {ll.matrix_rank(X)}, singular values {', '.join(map(show, s))}")
 assert ll.matrix_rank(M3) == 3 and ll.matrix_rank(noisy) == 6
 assert np.max(np.abs(noisy - M3)) < 1e-5
+assert 1e-7 < np.median(np.abs(noisy - M3)) / np.median(np.abs(M3)) < 1e-5  # about a millionth
+s_exact, s_noisy = ll.singular_values(M3), ll.singular_values(noisy)
+assert np.all(s_exact[:3] >= 1.7) and np.all(s_exact[3:] < 1e-12)  # three >= 1.7, three zeros
+assert np.all((1e-6 < s_noisy[3:]) & (s_noisy[3:] < 1e-5))  # noise: a few times 1e-6
 
 # %% [markdown]
 # Look at the numbers. Without noise, three singular values are 1.7 or more and the other three
@@ -220,15 +225,27 @@ assert np.max(np.abs(noisy - M3)) < 1e-5
 #
 # This is why rank in floating point is always **numerical rank**: the number of singular values
 # above a tolerance. The default tolerance (`σ_max · max(m, n) · machine epsilon`, the same in
-# NumPy and `lora_lab`) only forgives rounding error. If we know our noise level, we can pass a
-# larger tolerance and recover the structure underneath:
+# NumPy and `lora_lab`) only forgives rounding error. A larger tolerance can recover the
+# structure underneath, but knowing the size of the noise's entries is not enough: they have
+# size $10^{-6}$, yet `tol = 1e-6` still counts 6. Adding a matrix $E$ moves each singular value
+# by at most $E$'s *largest singular value* $\lVert E \rVert_2$ (Weyl's inequality), so a
+# tolerance of at least $\lVert E \rVert_2$, and well below the smallest singular value we want
+# to keep, is sure to recover the rank. For random noise with entries of size $\varepsilon$,
+# $\lVert E \rVert_2$ is typically at most about $\varepsilon(\sqrt{m} + \sqrt{n})$, here
+# $5.3 \cdot 10^{-6}$; the noise we added has $\lVert E \rVert_2 = 3.5 \cdot 10^{-6}$.
 
 # %%
-for tol in [None, 1e-8, 1e-4, 1e-1]:
+noise_bound = 1e-6 * (np.sqrt(8) + np.sqrt(6))  # entry size * (sqrt(m) + sqrt(n))
+for tol in [None, 1e-8, 1e-6, noise_bound, 1e-4, 1e-1]:
     ours = ll.matrix_rank(noisy, tol=tol)
     assert ours == np.linalg.matrix_rank(noisy, tol=tol)
-    print(f"tol = {tol!s:>6}: rank {ours}")
-assert ll.matrix_rank(noisy, tol=1e-4) == 3
+    print(f"tol = {'None' if tol is None else f'{tol:.1e}':>7}: rank {ours}")
+assert ll.matrix_rank(noisy, tol=1e-6) == 6  # the entry size is not enough
+assert ll.matrix_rank(noisy, tol=noise_bound) == ll.matrix_rank(noisy, tol=1e-4) == 3
+noise_norm = ll.singular_values(noisy - M3)[0]  # ||E||_2, the noise's largest singular value
+assert 3.4e-6 < noise_norm < 3.6e-6 and noise_norm < noise_bound
+assert ll.matrix_rank(noisy, tol=noise_norm) == 3
+assert np.all(np.abs(s_noisy - s_exact) <= noise_norm)  # Weyl: no singular value moved further
 
 # %% [markdown]
 # So the honest question is not "what is the rank?" but "**how well can a matrix of low rank stand
@@ -260,9 +277,8 @@ assert ll.matrix_rank(noisy, tol=1e-4) == 3
 # `full_matrices=False` it returns the compact shapes above.
 #
 # One thing to keep straight: mathematics numbers the singular values from 1 ($\sigma_1$ is the
-# largest), while NumPy numbers array entries from 0. So $\sigma_1$ is `S[0]`, $\sigma_2$ is
-# `S[1]`, and in general $\sigma_i$ is `S[i - 1]`; the same goes for $u_i$ (`U[:, i - 1]`) and
-# $v_i$ (`Vt[i - 1]`).
+# largest), while NumPy numbers array entries from 0. So $\sigma_1$ is `S[0]`, and $u_1$ and
+# $v_1$ are `U[:, 0]` and `Vt[0]`.
 
 # %%
 rng = np.random.default_rng(21)  # section 2.1's own generator
@@ -334,7 +350,7 @@ assert np.isclose(np.linalg.norm(M, "fro") ** 2, np.sum(S**2))  # so the squares
 print(f"||M||_F^2 = {np.linalg.norm(M, 'fro') ** 2:.4f} = sum of sigma_i^2 = {np.sum(S**2):.4f}")
 
 # %% [markdown]
-# ### ✏️ Exercise 1 — σ₃ is not `S[3]`
+# ### ✏️ Exercise 1 — reading errors off the singular values
 #
 # Apply the two error formulas before we check them in code. `M` is the $6 \times 4$ matrix of
 # section 2.1 and `S` its singular values, largest first. For the best rank-2 approximation
@@ -343,8 +359,7 @@ print(f"||M||_F^2 = {np.linalg.norm(M, 'fro') ** 2:.4f} = sum of sigma_i^2 = {np
 # * `spectral_error_2` to $\lVert M - M_2 \rVert_2$, and
 # * `frobenius_error_2` to $\lVert M - M_2 \rVert_F$,
 #
-# using only entries of `S` (don't build $M_2$). Mind the numbering: which entry of `S` holds
-# $\sigma_3$?
+# using only entries of `S` (don't build $M_2$). Mind the numbering (section 2.1).
 
 # %% tags=["exercise"]
 # ✏️ use only entries of S (from section 2.1); no need to build M_2
@@ -394,11 +409,12 @@ print(f"checked k = 1 .. {len(s_test)}: Frobenius error = sqrt(sum of dropped si
 # > $\;\lVert M - X \rVert_F \ge \lVert M - M_k \rVert_F\;$ and
 # > $\;\lVert M - X \rVert_2 \ge \lVert M - M_k \rVert_2 = \sigma_{k+1}$.
 #
-# We won't prove it here; instead we try hard to beat it. We need a matrix whose spectrum decays,
-# as the spectra of many real data sets do, with singular values $0.8^0, 0.8^1, 0.8^2, \dots$ The easy way to get one
-# is an **SVD assembled backwards**: pick orthonormal $U$ and $V$, pick the singular values, and
-# multiply $U \Sigma V^\top$. For random orthonormal columns we use `np.linalg.qr(G)`, which
-# factors any matrix $G$ as $QR$ with $Q$ having orthonormal columns; we keep $Q$ and ignore $R$.
+# We won't prove it here; instead we try hard to beat it. We need a matrix whose spectrum decays
+# (section 3 meets a real one), say with singular values $0.8^0, 0.8^1, 0.8^2, \dots$ The easy
+# way to get one is an **SVD assembled backwards**: pick orthonormal $U$ and $V$, pick the
+# singular values, and multiply $U \Sigma V^\top$. For random orthonormal columns we use
+# `np.linalg.qr(G)`, which factors any matrix $G$ as $QR$ with $Q$ having orthonormal columns;
+# we keep $Q$ and ignore $R$.
 #
 # Most challengers work in two steps. First they choose $k$ directions (vectors of length $m$).
 # Then they take the best matrix whose columns are combinations of those directions, that is, lie
@@ -498,19 +514,21 @@ for family, gap in gaps.items():
           f"{best[family][4]:.6f} (SVD: {svd_errors[4]:.6f})")
 assert np.all(gaps["k longest columns"] < 0.2) and np.all(gaps["random columns"] < 0.2)
 assert np.all(gaps["random directions"] > 0.1) and np.all(gaps["nudged SVD"] < 1e-3)
+assert 5e-6 < gaps["nudged SVD"].min() < 2e-5 and 2e-4 < gaps["nudged SVD"].max() < 4e-4
 
 # %% [markdown]
-# Columns of $M$ make fair directions: they stay within 0.2 of the SVD. Random directions are
-# hopeless. And the nudged SVD is worse by less than $10^{-3}$, but worse at every rank: a small
-# step away from the optimum, in any direction we tried, only makes things worse.
+# Here, columns of $M$ made fair directions: they stayed within 0.2 of the SVD. Random
+# directions were hopeless, worse by more than 0.1 at every rank. And the nudged SVD was worse by
+# less than $10^{-3}$, but worse at every rank: a small step away from the optimum, in any
+# direction we tried, only made things worse.
 #
 # ### ✏️ Exercise 2 — predict, then run
 #
 # The nudge moved every entry of the factors by a random amount of typical size $10^{-3}$, yet the
-# best nudged candidates came within $10^{-5}$ to $3 \cdot 10^{-4}$ of the SVD's relative error
-# (the last line printed above). The cell after your
-# prediction repeats the nudge at rank 5 twice, along one fixed random direction: once with size
-# $10^{-3}$ and once with size $10^{-4}$, ten times smaller.
+# best nudged candidates came within about $10^{-5}$ to $3 \cdot 10^{-4}$ of the SVD's relative
+# error (the last line printed above). The cell after your prediction repeats the nudge at rank 5
+# twice, along one fixed random direction: once with size $10^{-3}$ and once with size
+# $10^{-4}$, ten times smaller.
 #
 # **Predict before you run it:** how many times smaller will the gap (error of the nudged SVD
 # minus error of the SVD) get: 1 (no change), 10, or 100? Set `shrink_factor` to your answer.
@@ -541,8 +559,8 @@ _ = checks.check_shrink_prediction(shrink_factor, measured_ratio)
 
 # %% [markdown]
 # A step ten times smaller made the gap a hundred times smaller: the gap grows like the
-# **square** of the step. That is what happens at the bottom of a valley, where the ground is
-# flat: walking a distance $\varepsilon$ from the lowest point raises you in proportion to
+# **square** of the step. That is what happens where the ground is flat, as it is at the bottom
+# of a valley: walking a distance $\varepsilon$ from the lowest point raises you in proportion to
 # $\varepsilon^2$, whereas on a slope you would rise in proportion to $\varepsilon$.
 #
 # Here is the flat ground, computed. Nudging the factors by $\varepsilon$ changes the rank-5
@@ -566,9 +584,54 @@ assert 90 < measured_ratio < 110
 print("<M - M_5, change> = 0 (to rounding) in all 5 directions: no first-order change")
 
 # %% [markdown]
-# This is a *local* statement: no small step from the truncated SVD helps. Eckart–Young says
-# more, that no rank-$k$ matrix anywhere does better, near or far; the flat ground is what that
-# global minimum looks like up close.
+# **Flat is necessary, not sufficient.** Every lowest point is flat, but not every flat point is
+# a lowest point: a mountain pass (a *saddle*) is flat too. Keep $\sigma_1, \dots, \sigma_4$
+# and $\sigma_6$ instead of $\sigma_1, \dots, \sigma_5$. The argument above goes through word for
+# word (every term of $\Delta X$ has a kept $u_i$ or $v_i$ as a factor, and what is left out is
+# built from the others), so the first-order change is zero there too, and the same nudge
+# shrinks the gap the same hundred times.
+
+# %%
+U_all, S_all, Vt_all = np.linalg.svd(M_decay, full_matrices=False)
+keep = [0, 1, 2, 3, 5]  # sigma_1 .. sigma_4 and sigma_6: rank 5, but not the best rank 5
+U_x, S_x, Vt_x = U_all[:, keep], S_all[keep], Vt_all[keep]
+error_x = ll.approximation_error(M_decay, (U_x * S_x) @ Vt_x)
+
+
+def gap_x(size):
+    # the nudge of the experiment, now applied to the factors of this other rank-5 matrix
+    X = ((U_x + size * nudge_u) * S_x) @ (Vt_x + size * nudge_vt)
+    return ll.approximation_error(M_decay, X) - error_x
+
+
+change = (nudge_u * S_x) @ Vt_x + (U_x * S_x) @ nudge_vt
+residual_x = M_decay - (U_x * S_x) @ Vt_x
+first_order_x = np.sum(residual_x * change)  # <M - X, change>, zero as at the SVD
+assert abs(first_order_x) < 1e-12 * np.linalg.norm(residual_x) * np.linalg.norm(change)
+ratio_x = gap_x(1e-3) / gap_x(1e-4)
+assert 90 < ratio_x < 110  # just as flat: the same hundred-fold shrink
+print(f"keeping sigma_1..4 and sigma_6: error {error_x:.3f} (SVD: {svd_error_5:.3f}); "
+      f"nudge gap {ratio_x:.0f} times smaller")
+
+# %% [markdown]
+# Yet this flat point is no minimum: its error is larger than the SVD's, and there is a way
+# down. Turn the sixth piece a little toward the fifth, $u_6 \to \cos\theta\, u_6 + \sin\theta\,
+# u_5$ and the same for $v_6$, and the error *drops*.
+
+# %%
+theta = 1e-2
+U_turned, Vt_turned = U_x.copy(), Vt_x.copy()
+U_turned[:, 4] = np.cos(theta) * U_all[:, 5] + np.sin(theta) * U_all[:, 4]  # u_6 toward u_5
+Vt_turned[4] = np.cos(theta) * Vt_all[5] + np.sin(theta) * Vt_all[4]  # v_6 toward v_5
+turned_gap = ll.approximation_error(M_decay, (U_turned * S_x) @ Vt_turned) - error_x
+assert np.linalg.matrix_rank((U_turned * S_x) @ Vt_turned) == 5
+assert turned_gap < 0 and error_x > svd_error_5  # a way down: a saddle, not a minimum
+print(f"turned by {theta}: the error changes by {turned_gap:.1e}")
+
+# %% [markdown]
+# So flat ground alone could not tell us that no small step from the truncated SVD helps. That
+# is Eckart–Young's doing: no rank-$k$ matrix anywhere does better, near or far. The flat ground
+# is what that global minimum looks like up close.
 
 # %% [markdown]
 # ## 3 · A real photograph
@@ -642,6 +705,7 @@ display(fig)
 np.testing.assert_allclose(energy, np.cumsum(s**2) / np.sum(s**2))
 print(f"rank 1 keeps {energy[0]:.1%} of the energy")
 print(f"sigma_1 / sigma_2 = {s[0] / s[1]:.1f}, sigma_1 / sigma_100 = {s[0] / s[99]:.0f}")
+assert 3.5 < s[0] / s[1] < 4 and 90 < s[0] / s[99] < 110  # almost 4; about a hundred
 
 # %% [markdown]
 # ### ✏️ Exercise 3 — how much rank for 99%?
@@ -690,7 +754,7 @@ def my_relative_error(s, k):
 _ = checks.check_relative_error(my_relative_error)
 
 # %% [markdown]
-# The derivation: the pieces of the SVD are orthonormal, so their squared lengths add up
+# The derivation: the pieces of the SVD are orthogonal, so their squared lengths add up
 # (section 2.3). The kept pieces hold $\lVert M_k \rVert_F^2 = \sigma_1^2 + \dots + \sigma_k^2$,
 # the dropped ones $\lVert M - M_k \rVert_F^2 = \sigma_{k+1}^2 + \dots + \sigma_p^2$, and
 # together they make $\lVert M \rVert_F^2$. Dividing by $\lVert M \rVert_F^2$:
@@ -708,6 +772,7 @@ _ = checks.check_relative_error(my_relative_error)
 relative_errors = np.array([ll.truncation_error(s, k) for k in range(1, len(s) + 1)]) / norm_photo
 np.testing.assert_allclose(relative_errors**2, 1 - energy, atol=1e-12)  # error² = 1 - E(k)
 assert np.all(relative_errors >= 1 - energy - 1e-12)  # never smaller than the energy lost
+assert relative_errors[rank_needed[0.99] - 1] <= np.sqrt(0.01)  # 99% kept: error at most 10%
 for k in [1, rank_needed[0.99]]:
     print(f"rank {k:>2}: energy kept {energy[k - 1]:.1%}, energy lost {1 - energy[k - 1]:.1%}, "
           f"relative error {relative_errors[k - 1]:.2f}")
@@ -735,6 +800,7 @@ print(f"cosine(u_1, row means) = {cos_u:.4f}, cosine(v_1, column means) = {cos_v
 assert 0.5 < grey_share < energy[0]
 assert cos_u > 0.99 and cos_v > 0.99
 assert np.all(u1 > 0) and np.all(v1 > 0)  # no sign changes: brightness, not contrast
+assert 0.72 < energy[0] < 0.74 and round(relative_errors[0], 2) == 0.52  # about 73%; 0.52
 
 # %% [markdown]
 # So 73% of the energy is mostly the average brightness, and the relative error of the same
@@ -755,7 +821,8 @@ assert np.all(u1 > 0) and np.all(v1 > 0)  # no sign changes: brightness, not con
 
 # %%
 even = ll.break_even_rank(m, n)
-assert np.isclose(even, m * n / (m + n))
+assert np.isclose(even, m * n / (m + n)) and round(even, 1) == 276.3
+assert round(ll.storage_cost(m, n, 20) / (m * n), 2) == 0.07  # "k=20: 7% of m n"
 for k in range(1, min(m, n) + 1):
     assert ll.storage_cost(m, n, k) == k * (m + n)
     assert (ll.storage_cost(m, n, k) < m * n) == (k < even)
@@ -765,6 +832,9 @@ for k in [20, 50, 100, 277]:
     ratio = m * n / ll.storage_cost(m, n, k)
     print(f"rank {k:>3}: {ll.storage_cost(m, n, k):>7,} numbers, compression {ratio:5.3f}x, "
           f"relative error {ll.truncation_error(s, k) / norm_photo:.2f}")
+ratio_50 = m * n / ll.storage_cost(m, n, 50)
+assert round(ratio_50, 1) == 5.5 and round(1 / ratio_50, 2) == 0.18  # 1/5.5 of the space, 18%
+assert 0.10 < ll.truncation_error(s, 50) / norm_photo < 0.12  # about 11%
 
 # %% [markdown]
 # The **compression ratio** $mn / (k(m+n))$ says how many times smaller the factors are. Rank 50
@@ -818,7 +888,7 @@ display(explorer.widget)
 probe = RankSlider(photo, rank=512)  # not displayed: the live slider above stays put
 np.testing.assert_allclose(probe.reconstruction, photo, atol=1e-12)
 assert np.linalg.norm(photo - probe.reconstruction) / norm_photo < 1e-12
-assert probe.relative_error == 0 and probe.compression < 1
+assert probe.relative_error == 0 and 0.53 < probe.compression < 0.55  # about 0.54
 print(f"rank 512: relative error {probe.relative_error:.2f}, "
       f"compression {probe.compression:.2f}x (the factors outweigh the photo)")
 for rank_shown in [276, 277]:
@@ -836,14 +906,17 @@ assert probe.compression < 1 < m * n / ll.storage_cost(m, n, 276)
 #
 # LoRA makes a bet, stated by its authors (Hu et al., 2021) as a **hypothesis**: the update
 # needed for adaptation has a low "intrinsic rank": its spectrum decays fast, like the photo's,
-# even though the pre-trained $W_0$ itself may be full rank and far from low rank. If that is true, then $\Delta W \approx B A$ with $B$ ($d \times r$) and
-# $A$ ($r \times d$) for a small $r$, and we only need to learn $2dr$ numbers.
+# even though the pre-trained $W_0$ itself may be full rank and far from low rank. If that is
+# true, then $\Delta W \approx B A$ with $B$ ($d \times r$) and $A$ ($r \times d$) for a small
+# $r$, and we only need to learn $2dr$ numbers.
 #
-# We can't test that hypothesis here; a later notebook of the course (05, what LoRA learns) will
-# look at the spectrum of an update that LoRA learned on a toy task. What we can do here is see
-# what the bet looks like. Below, `W0` is a random matrix, standing in for pre-trained weights,
-# and `delta` is a **synthetic** update $\Delta W$ that we *built* from four strong directions plus
-# a little noise, the shape the hypothesis predicts. The assertions check properties of these two
+# We can't test that hypothesis here. An update that LoRA learns has rank at most $r$ by
+# construction, so its spectrum could not test it either: notebook 05 looks at the spectrum of
+# the update that *full* fine-tuning learns on a toy task, where nothing limits the rank, and
+# sets LoRA's updates beside it. What we can do here is see what the bet looks like. Below, `W0`
+# is a random matrix, standing in for pre-trained weights, and `delta` is a **synthetic** update
+# $\Delta W$ that we *built* from four strong directions plus a little noise, the shape the
+# hypothesis predicts. The assertions check properties of these two
 # matrices, not of real networks.
 
 # %%
@@ -895,11 +968,46 @@ print(f"at d = {d_big}, r = 8: {ll.storage_cost(d_big, d_big, 8):,} trainable nu
 # fine-tuning is that we don't know $\Delta W$ in advance. Instead we will **train** $B$ and $A$ by
 # gradient descent. The truncated SVD from this notebook then becomes the yardstick, with one
 # condition. Eckart–Young is about the *distance to* $\Delta W$, measured in the Frobenius or the
-# spectral norm, while training minimises a *task loss* on data. For a squared-error loss with
-# whitened inputs ($X^\top X = N I$, where the $N$ rows of $X$ are the inputs), the loss is $N$
-# times the squared Frobenius distance to $\Delta W$, and notebook 02 shows that then no trained
-# rank-$r$ pair does better than the truncated SVD. With other inputs, the best
-# rank-$r$ update weighs the directions of $\Delta W$ by how strongly the inputs excite them.
+# spectral norm, while training minimises a *task loss* on data. Take notebook 02's loss, the
+# mean squared error `ll.mse_loss` (a mean over the $N$ inputs and the `out` outputs), with
+# whitened inputs ($X^\top X = N I$, where the $N$ rows of $X$ are the inputs) and targets
+# produced by $W_0 + \Delta W$ itself, without noise. Then the loss of an update $BA$ is
+# $\lVert BA - \Delta W \rVert_F^2 / \text{out}$, a fixed multiple of the squared Frobenius
+# distance, and notebook 02 shows that no trained rank-$r$ pair does better than the truncated
+# SVD. With other inputs, the best rank-$r$ update weighs the directions of $\Delta W$ by how
+# strongly the inputs excite them. First the whitened case, checked on the synthetic `delta`:
+
+# %%
+rng = np.random.default_rng(5)  # the loss check's own generator
+N = 2 * d
+X_white = np.sqrt(N) * np.linalg.qr(rng.normal(size=(N, d)))[0]  # N inputs of length d
+np.testing.assert_allclose(X_white.T @ X_white, N * np.eye(d), atol=1e-9)  # whitened
+
+
+def task_loss(X, update):
+    # notebook 02's loss: outputs of W0 + update against targets of W0 + delta
+    return ll.mse_loss(X @ (W0 + update).T, X @ (W0 + delta).T)[0]
+
+
+assert np.isclose(task_loss(X_white, B @ A), np.linalg.norm(B @ A - delta) ** 2 / d)
+
+# %% [markdown]
+# Now inputs that are not whitened: each input direction $j$ is scaled by its own strength
+# $c_j$, so $X^\top X = N\,\mathrm{diag}(c^2)$ and the loss becomes
+# $\lVert (BA - \Delta W)\,\mathrm{diag}(c) \rVert_F^2 / \text{out}$. Eckart–Young, applied
+# to $\Delta W\,\mathrm{diag}(c)$, gives the best rank-$r$ update for *this* loss, and it is not
+# the truncated SVD of $\Delta W$:
+
+# %%
+strength = np.linspace(0.1, 2.0, d)  # c: some input directions excited 20 times more
+X_skewed = X_white * strength  # X^T X = N diag(strength^2)
+# the loss is ||(update - delta) diag(strength)||_F^2 / d: Eckart-Young on delta * strength
+np.testing.assert_allclose(task_loss(X_skewed, B @ A),
+                           np.linalg.norm((B @ A - delta) * strength) ** 2 / d, rtol=1e-9)
+weighted = ll.low_rank_approx(delta * strength, r) / strength  # the best rank r for this loss
+assert task_loss(X_skewed, weighted) < task_loss(X_skewed, B @ A)
+print(f"skewed inputs: loss of the truncated SVD {task_loss(X_skewed, B @ A):.2e}, "
+      f"of the weighted rank-{r} update {task_loss(X_skewed, weighted):.2e}")
 
 # %% [markdown]
 # ## Summary
@@ -908,22 +1016,26 @@ print(f"at d = {d_big}, r = 8: {ll.storage_cost(d_big, d_big, 8):,} trainable nu
 #   matrix is a sum of rank-1 pieces, and its **rank** is the fewest pieces that will do; in matrix
 #   form, $r$ pieces are a product $BA$ with $B$ ($m \times r$) and $A$ ($r \times n$).
 # * In floating point, rank is **numerical rank**: the count of singular values above a tolerance.
-#   A whisper of random noise makes a matrix full rank, so the useful question is how well a
-#   low-rank matrix can *approximate* it.
+#   A whisper of random noise makes a matrix full rank. A tolerance recovers the rank underneath
+#   if it is at least the noise's largest singular value (the noise's entry size is not enough)
+#   and well below the signal's; still, the useful question is how well a low-rank matrix can
+#   *approximate* the matrix.
 # * The **SVD** $M = \sum_i \sigma_i u_i v_i^\top$ sorts the pieces by strength. Keeping the first
 #   $k$ gives the truncated SVD $M_k$. Its Frobenius error is $\sqrt{\sigma_{k+1}^2 + \dots}$ and
 #   its spectral error $\sigma_{k+1}$ (NumPy's `S[k]`: the maths counts from 1), and by the
 #   **Eckart–Young theorem** (Schmidt 1907, Eckart and Young 1936, Mirsky 1960) no rank-$k$ matrix
 #   is closer to $M$ in either norm. None of 1,510 challengers beat it above, and a small nudge
-#   away from it costs only in proportion to the square of the nudge.
-# * A photograph is full rank, but its spectrum decays fast: rank 50 gives about 11% relative error
-#   in 1/5.5 of the storage. The energy kept and the relative error are tied by
+#   away from it costs only in proportion to the square of the nudge. That flatness alone does
+#   not make a minimum (a saddle is just as flat); the minimum is Eckart–Young's doing.
+# * This photograph is full rank, but its spectrum decays fast: rank 50 gives about 11% relative
+#   error in 1/5.5 of the storage. The energy kept and the relative error are tied by
 #   $\text{relative error} = \sqrt{1 - E(k)}$, so 99% of the energy is still a 10% error. Low rank
 #   only saves storage for $k < mn/(m+n)$.
 # * LoRA's **hypothesis** is that fine-tuning updates $\Delta W$ have such fast-decaying spectra, so
 #   that $\Delta W \approx BA$ with a small $r$. The truncated SVD is the closest any rank-$r$ $BA$
 #   can get to $\Delta W$ (Frobenius or spectral norm). A trained adapter minimises a task loss
-#   instead; with whitened inputs the two goals coincide (notebook 02).
+#   instead; with whitened inputs and noiseless targets the two goals coincide (notebook 02),
+#   with skewed inputs they need not.
 #
 # **Next:** `02_delta_w_by_hand.ipynb` builds $\Delta W = BA$ into a layer and trains $B$ and $A$
 # by hand, with nothing but NumPy.

@@ -99,6 +99,8 @@ def test_rank_2_errors_names_each_mistake(capsys, M, S) -> None:
 def test_rank_2_errors_typed_from_the_printout(capsys, M, S) -> None:
     hint = rejected(capsys, check_rank_2_errors, round(float(S[2]), 3), np.linalg.norm(S[2:]), M)
     assert "typed digits from a printout" in hint
+    # the exercise is about index slips: the hint must not suggest an index (S[0] is sigma_1)
+    assert "entries themselves (S[i])" in hint and "S[0]" not in hint
 
 
 def test_rank_2_errors_stub_and_non_answers(capsys, M, S) -> None:
@@ -143,7 +145,8 @@ def test_shrink_prediction_hints_follow_the_measurement(capsys) -> None:
 def test_shrink_prediction_stub_and_bad_measurements(capsys) -> None:
     assert "replace `...` in `shrink_factor = ...`" in rejected(capsys, check_shrink_prediction,
                                                                  ..., 100.0)
-    assert "to one number" in rejected(capsys, check_shrink_prediction, "100", 100.0)
+    hint = rejected(capsys, check_shrink_prediction, "100", 100.0)
+    assert "to one number such as 10 " in hint  # an example that is one of the options
     for bad, error in [(-1.0, ValueError), (0.0, ValueError), ("100", TypeError),
                        (math.nan, ValueError)]:
         with pytest.raises(error, match="measured_ratio"):
@@ -176,11 +179,14 @@ def test_energy_rank_accepts_whole_numbers(capsys, spectrum) -> None:
 def test_energy_rank_names_each_mistake(capsys, spectrum) -> None:
     energy = spectrum**2 / np.sum(spectrum**2)
     k99 = smallest_rank(energy, 0.99)
+    assert int(np.argmax(energy.cumsum() >= 0.99)) == k99 - 1  # the 0-based slip, three ways
+    assert np.searchsorted(energy.cumsum(), 0.99) == np.sum(energy.cumsum() < 0.99) == k99 - 1
     mistakes = {"0-based": k99 - 1, "unsquared": smallest_rank(spectrum / spectrum.sum(), 0.99),
                 "1% error": smallest_rank(energy, 0.9999), "too high": k99 + 1,
                 "too low": k99 - 5}
     assert len(set(mistakes.values()) | {k99}) == 6, "the mistakes must differ here"
     hints = {name: rejected(capsys, check_energy_rank, k, spectrum) for name, k in mistakes.items()}
+    assert "np.argmax, np.searchsorted and counting" in hints["0-based"]
     assert_own_hints({"0-based": "position + 1", "unsquared": "*squared* singular values",
                       "1% error": "much lower bar", "too high": "the smallest such rank",
                       "too low": "less than 99%"}, hints)
@@ -191,7 +197,7 @@ def test_energy_rank_stub_and_non_ranks(capsys, spectrum) -> None:
     for bad in (56.5, 0, 401, -3):
         assert "a whole number from 1 to 400" in rejected(capsys, check_energy_rank, bad,
                                                           spectrum)
-    assert "to one number" in rejected(capsys, check_energy_rank, [57, 58], spectrum)
+    assert "to one number such as 10 " in rejected(capsys, check_energy_rank, [57, 58], spectrum)
     ok, out = run(capsys, check_energy_rank, len, spectrum)
     assert not ok and "k99 is a function" in out
 
@@ -269,6 +275,53 @@ def test_relative_error_names_each_mistake(capsys, dtype) -> None:
     spectral = hints.pop("spectral / sigma_1")  # the same mistake as "spectral", the same hint
     assert spectral == hints["spectral"]
     assert_own_hints({k: v for k, v in phrases.items() if k != "spectral / sigma_1"}, hints)
+
+
+def by_cumsum(s, k):
+    """E(k) read off a cumulative sum, as `energy[k - 1]` in the notebook."""
+    return np.sqrt(1 - (np.cumsum(s**2) / np.sum(s**2))[k - 1])
+
+
+def test_relative_error_case_where_the_cumulative_sum_overshoots() -> None:
+    """The last case is there because np.cumsum's E(p) exceeds 1 on it: sqrt gives NaN."""
+    s, k = checks01.RELATIVE_ERROR_CASES[-1]
+    assert k == s.size and s.dtype == np.float64
+    assert 1 - (np.cumsum(s**2) / np.sum(s**2))[-1] < 0
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(by_cumsum(s, k))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relative_error_cumulative_sum_needs_clipping(capsys, dtype) -> None:
+    with np.errstate(invalid="ignore"):
+        hint = rejected(capsys, check_relative_error,
+                        lambda s, k: by_cumsum(s.astype(np.float64), k))
+    assert "a hair below 0" in hint and "cumulative sum" in hint
+
+    def clipped(s, k):
+        energy = np.cumsum(s.astype(dtype) ** 2) / np.sum(s.astype(dtype) ** 2)
+        return np.sqrt(max(1 - energy[k - 1], 0))
+    accepted(capsys, check_relative_error, clipped)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relative_error_rejects_a_negative_answer(capsys, dtype) -> None:
+    """Its square is right, but an error is never negative."""
+    hint = rejected(capsys, check_relative_error, lambda s, k: -from_energy(s.astype(dtype), k))
+    assert "never negative" in hint
+
+
+def test_relative_error_names_a_function_that_ignores_s(capsys) -> None:
+    photo_energy = np.cumsum(np.linspace(1, 0.1, 512) ** 2)
+    photo_energy /= photo_energy[-1]  # a global array, as `energy` in the notebook
+
+    def uses_the_global(s, k):
+        return np.sqrt(1 - photo_energy[k - 1])
+    hint = rejected(capsys, check_relative_error, uses_the_global)
+    assert "the same number whatever `s` is" in hint and "not the notebook's `energy`" in hint
+    # a wrong answer that does depend on s keeps the general hint
+    hint = rejected(capsys, check_relative_error, lambda s, k: from_energy(s, k) + 0.05)
+    assert "whatever `s` is" not in hint and "sum of the dropped" in hint
 
 
 def test_relative_error_nan_at_full_rank_and_index_errors(capsys) -> None:

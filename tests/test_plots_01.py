@@ -68,8 +68,11 @@ def test_spectrum_figure_single_and_compared(matrix: np.ndarray) -> None:
     fig = spectrum_figure(s, mark_ranks=[3])
     assert len(fig.axes) == 2 and fig.axes[0].get_yscale() == "log"
     np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata()[-1], 1.0)
+    assert fig.axes[0].get_legend() is None  # one curve needs no legend
     fig = spectrum_figure({"a": s, "b": 2 * s}, normalize=True)
     np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata()[0], 1.0)
+    for ax in fig.axes:  # two curves in each panel: each panel says which is which
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
     with pytest.raises(ValueError, match="s must be singular values"):
         spectrum_figure(s[::-1])
     with pytest.raises(ValueError, match="mark_ranks"):
@@ -112,11 +115,28 @@ def test_lora_layer_figure_labels_every_part_with_its_shape() -> None:
                  "h\n(length\nout)", "length r"]:
         assert part in texts, part
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["frozen", "trained"]
+    assert "bias omitted" in texts  # the wrapped nn.Linear has one; the figure says so
     # A narrows from in to r, B widens from r to out: the trapezoids' heights say so
     a, b = (p for p in ax.patches if type(p).__name__ == "Polygon")
     height = lambda corners, i: corners[3 - i][1] - corners[i][1]  # left (i=0), right (i=1)
     assert height(a.get_xy(), 0) > height(a.get_xy(), 1)
     assert height(b.get_xy(), 0) < height(b.get_xy(), 1)
+    # height means size: W0 (out x in) is drawn exactly as high as A's "in" side and B's "out"
+    # side, its rounded corners included
+    (w0,) = (p for p in ax.patches if type(p).__name__ == "FancyBboxPatch" and
+             p.get_facecolor()[:3] != (1.0, 1.0, 1.0))
+    w0_height = np.ptp(w0.get_path().vertices[:, 1])
+    np.testing.assert_allclose([height(a.get_xy(), 0), height(b.get_xy(), 1)], w0_height)
+
+
+def test_lora_layer_figure_draws_the_sum_as_a_circle() -> None:
+    """A Circle patch would be squashed (x and y units differ on screen); a marker is round."""
+    ax = lora_layer_figure().axes[0]
+    assert not [p for p in ax.patches if type(p).__name__ in ("Circle", "Ellipse")]
+    (plus,) = [t for t in ax.texts if t.get_text() == "+"]
+    (ring,) = [line for line in ax.lines if line.get_marker() == "o"]
+    assert (ring.get_xdata()[0], ring.get_ydata()[0]) == plus.get_position()
+    assert ring.get_markerfacecolor() == "white" and ring.get_markersize() > 20
 
 
 def test_spectrum_figure_labels_stay_inside_the_axes() -> None:

@@ -50,7 +50,8 @@ __all__ = [
 SCALAR_FLOOR = "float32"
 
 ROUNDED = ("very close, but not equal: if you typed digits from a printout, they were rounded. "
-           "Compute the answer from the array itself (e.g. S[0]) so that no digits are lost.")
+           "Compute the answer from the array's entries themselves (S[i]), not from printed "
+           "digits, so that no digits are lost.")
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -157,8 +158,9 @@ _SHRINK_HINTS = {
     1: "a 10 times smaller nudge puts the candidate 10 times closer to the truncated SVD, so "
        "the gap does shrink. The question is how fast.",
     10: "a gap proportional to the step is what you get on a slope. But the truncated SVD is "
-        "the *best* rank-k matrix, the bottom of the valley, where the slope is zero: there "
-        "the gap grows like the square of the step, and (1/10)² = 1/100.",
+        "the *best* rank-k matrix (Eckart-Young), the bottom of the valley, and at a lowest "
+        "point the slope is zero: there the gap grows like the square of the step, and "
+        "(1/10)² = 1/100.",
 }
 
 
@@ -176,7 +178,7 @@ def check_shrink_prediction(shrink_factor: Any, measured_ratio: float) -> bool:
     expected = min(SHRINK_OPTIONS, key=lambda option: abs(np.log(measured / option)))
 
     def check() -> None:
-        got = one_number(shrink_factor, "shrink_factor")
+        got = one_number(shrink_factor, "shrink_factor", example="10")
         if got not in SHRINK_OPTIONS:
             raise LearnerError(f"shrink_factor = {got:g} is not one of the options.",
                                "set shrink_factor to 1, 10 or 100.")
@@ -206,8 +208,9 @@ def _energy_rank_mistakes(s: np.ndarray, energy: np.ndarray, target: float,
     below = energy[expected - 2] if expected > 1 else 0.0
     return [
         Mistake(expected - 1, f"rank {expected - 1} keeps only {below:.3%} of the energy, just "
-                              f"under {target:.0%}. np.argmax gives a position counted from "
-                              "0, and energy[k - 1] is E(k): the rank is that position + 1."),
+                              f"under {target:.0%}. np.argmax, np.searchsorted and counting "
+                              "(np.sum(energy < target)) all give a position counted from 0, "
+                              "and energy[k - 1] is E(k): the rank is that position + 1."),
         Mistake(unsquared, "energy adds up *squared* singular values, "
                            "E(k) = (sigma_1² + ... + sigma_k²) / (sigma_1² + ... + sigma_p²): "
                            "use `energy`, or s**2, not s itself."),
@@ -233,7 +236,7 @@ def check_energy_rank(k99: Any, s: np.ndarray, target: float = 0.99) -> bool:
     expected = _smallest_rank(energy, target)
 
     def check() -> None:
-        got = one_number(k99, "k99")
+        got = one_number(k99, "k99", example="10")
         if not got.is_integer() or not 1 <= got <= energy.size:
             raise LearnerError(f"k99 = {got:g} is not a rank.",
                                f"a rank is a whole number from 1 to {energy.size}.")
@@ -259,6 +262,9 @@ RELATIVE_ERROR_CASES = (
     (np.array([10.0, 2.0, 1.0, 0.5, 0.5]), 1),
     (np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5], dtype=np.float32), 3),
     (np.array([3.0, 2.0, 2.0]), 3),  # k = p: nothing is dropped, the error is exactly 0
+    # k = p again, on a spectrum where E(p) read off np.cumsum overshoots 1 by 2e-16, so that
+    # sqrt(1 - E(p)) is NaN: a cumulative-sum answer must clip (tests/test_checks_01.py)
+    (np.array([0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.1, 0.1]), 10),
 )
 
 
@@ -292,6 +298,39 @@ def _relative_error_mistakes(s: np.ndarray, k: int) -> list[Mistake]:
     return mistakes
 
 
+def _relative(s: np.ndarray, k: int) -> float:
+    """The reference: ||M - M_k||_F / ||M||_F for singular values ``s``."""
+    return truncation_error(s, k) / truncation_error(s, 0)
+
+
+def _ignores_s(fn: Callable[..., Any], s: np.ndarray, k: int, value: float) -> bool:
+    """Whether ``fn`` returns ``value`` again for another spectrum whose answer differs."""
+    other = np.ones_like(s)  # flat: relative error sqrt((p - k) / p)
+    if np.isclose(_relative(other, k), _relative(s, k)):
+        return False
+    try:
+        again = number(call(fn, other, k))
+    except LearnerError:
+        return False
+    return again is not None and bool(np.isclose(again, value, rtol=1e-9, atol=0.0))
+
+
+def _relative_error_hint(fn: Callable[..., Any], s: np.ndarray, k: int, value: float,
+                         expected: float, dtype: str) -> str:
+    """The hint for a wrong ``value`` of ``fn(s, k)``: a NaN, a listed mistake, or ``s`` unused."""
+    if np.isnan(value) and expected == 0:
+        return ("at k = p nothing is dropped and the error is 0. If you computed "
+                "sqrt(1 - E(k)) with E(k) read off a cumulative sum (np.cumsum, energy[k - 1]), "
+                "rounding can make 1 - E(k) a hair below 0: use np.sqrt(max(1 - E, 0)), or "
+                "add up the dropped squares directly.")
+    hint = match_mistake(value, _relative_error_mistakes(s.astype(float), k), expected,
+                         dtype=dtype, scale=1.0)
+    if hint is None and _ignores_s(fn, s, k, value):
+        hint = ("your function gives the same number whatever `s` is: use the argument `s`, "
+                "not the notebook's `energy` (or another array defined outside the function).")
+    return hint or "relative error² = (sum of the dropped s²) / (sum of all s²)."
+
+
 def _check_relative_error_case(fn: Callable[..., Any], case: tuple[np.ndarray, int]) -> None:
     s, k = case
     where = f"my_relative_error(s={np.round(s.astype(float), 3).tolist()}, k={k})"
@@ -302,21 +341,17 @@ def _check_relative_error_case(fn: Callable[..., Any], case: tuple[np.ndarray, i
     if value is None:
         raise LearnerError(f"{where} returned {type(got).__name__}, not one number.",
                            "return a single number, e.g. float(...).")
-    expected = truncation_error(s, k) / truncation_error(s, 0)
+    expected = _relative(s, k)
+    if value < 0:
+        raise LearnerError(f"{where} returned {value:.4g}, expected {expected:.4g}.",
+                           "an error is a length and is never negative.")
     dtype = _scalar_dtype(got, s)
     # Compared as squares: sqrt(1 - E(k)) is exact in its square, and 1 - E(k) rounds to
     # ~1e-7 (float32) near zero, so a correct answer may be sqrt(1e-7), not 0.
     if compare(value**2, expected**2, where, dtype=dtype, scale=1.0) is None:
         return
-    if np.isnan(value) and expected == 0:
-        hint = ("at k = p nothing is dropped and the error is 0. If you computed "
-                "sqrt(1 - E(k)), rounding can make 1 - E(k) a hair below 0: use "
-                "np.sqrt(max(1 - E, 0)), or add up the dropped squares directly.")
-    else:
-        hint = match_mistake(value, _relative_error_mistakes(s.astype(float), k), expected,
-                             dtype=dtype, scale=1.0)
     raise LearnerError(f"{where} returned {value:.4g}, expected {expected:.4g}.",
-                       hint or "relative error² = (sum of the dropped s²) / (sum of all s²).")
+                       _relative_error_hint(fn, s, k, value, expected, dtype))
 
 
 def _error_hint(problem: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, FancyBboxPatch, Polygon
+from matplotlib.patches import FancyBboxPatch, Polygon
 
 from .._validate import as_array, as_matrix, check_int
 from ..lowrank import break_even_rank, energy_curve, storage_cost
@@ -141,6 +141,7 @@ def spectrum_figure(spectra: np.ndarray | Mapping[str, np.ndarray], *,
     for ax in (ax_s, ax_e):
         ax.grid(alpha=0.3)
     if len(named) > 1:
+        ax_s.legend(fontsize="small", loc="best")
         ax_e.legend(fontsize="small", loc="lower right")
     return fig
 
@@ -236,11 +237,19 @@ def eckart_young_figure(ranks: Sequence[int], errors: Mapping[str, Sequence[floa
 
 
 FROZEN, TRAINED = "#d5dde8", "#f6c48f"  # colours of frozen and trained weights
+#: Heights in the diagram stand for sizes: a vector or matrix side of length in, out or r.
+IN_HEIGHT = OUT_HEIGHT = 1.5
+R_HEIGHT = 0.5
+_PAD = 0.04  # the rounded corners of a box stick out this far beyond its nominal size
 
 
-def _box(ax, x: float, y: float, w: float, h: float, colour: str) -> None:
-    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.04",
-                                facecolor=colour, edgecolor="black", linewidth=1.2))
+def _box(ax, x: float, y: float, w: float, h: float, colour: str) -> FancyBboxPatch:
+    """A box whose drawn outline (rounded corners included) is ``w`` wide and ``h`` high."""
+    box = FancyBboxPatch((x - w / 2 + _PAD, y - h / 2 + _PAD), w - 2 * _PAD, h - 2 * _PAD,
+                         boxstyle=f"round,pad={_PAD}", facecolor=colour, edgecolor="black",
+                         linewidth=1.2)
+    ax.add_patch(box)
+    return box
 
 
 def _trapezoid(ax, x0: float, x1: float, y: float, h0: float, h1: float) -> None:
@@ -264,8 +273,10 @@ def lora_layer_figure() -> Figure:
     Top path: the frozen pretrained weight W0 (out x in). Bottom path: A (r x in,
     random at the start) squeezes the input to r numbers, B (out x r, zero at the
     start) maps them back to out numbers, and the result is scaled by alpha / r.
-    The two paths are added. Frozen weights are grey-blue, trained ones orange;
-    A and B are drawn as trapezoids whose heights show in -> r -> out.
+    The two paths are added; the base layer's bias is left out (said in the
+    figure). Frozen weights are grey-blue, trained ones orange. Heights stand for
+    sizes: A and B are trapezoids whose heights show in -> r -> out, and W0 is as
+    high as A's "in" side (here in = out). The "+" sits in a round marker.
     Why: the whole method fits in one picture, and the picture shows why it is
     cheap: only the two thin factors are trained.
     """
@@ -280,17 +291,17 @@ def lora_layer_figure() -> Figure:
     ax.plot([1.05, 1.5, 1.5, 1.5], [2.6, 2.6, 4.0, 1.2], color="black", linewidth=1.2)
     # top path: the frozen pretrained weight
     _arrow(ax, (1.5, 4.0), (3.3, 4.0))
-    _box(ax, 4.6, 4.0, 2.4, 0.9, FROZEN)
-    ax.text(4.6, 4.0, r"$W_0$   (out × in)" + "\npretrained, frozen", ha="center",
-            va="center", fontsize=10)
+    _box(ax, 4.6, 4.0, 2.4, IN_HEIGHT, FROZEN)
+    ax.text(4.6, 4.0, r"$W_0$   (out × in)" + "\npretrained, frozen\n(bias omitted)",
+            ha="center", va="center", fontsize=10)
     _arrow(ax, (5.9, 4.0), (8.05, 2.85))
     # bottom path: the trained low-rank branch
     _arrow(ax, (1.5, 1.2), (2.5, 1.2))
-    _trapezoid(ax, 2.5, 3.5, 1.2, 1.5, 0.5)
+    _trapezoid(ax, 2.5, 3.5, 1.2, IN_HEIGHT, R_HEIGHT)
     ax.text(3.0, 1.2, "A", ha="center", va="center", fontsize=13, weight="bold")
     ax.text(3.0, 0.2, "A  (r × in)\nstarts random", ha="center", va="center", fontsize=9)
     _arrow(ax, (3.5, 1.2), (4.5, 1.2), label="length r")
-    _trapezoid(ax, 4.5, 5.5, 1.2, 0.5, 1.5)
+    _trapezoid(ax, 4.5, 5.5, 1.2, R_HEIGHT, OUT_HEIGHT)
     ax.text(5.0, 1.2, "B", ha="center", va="center", fontsize=13, weight="bold")
     ax.text(5.0, 0.2, "B  (out × r)\nstarts at zero", ha="center", va="center", fontsize=9)
     _arrow(ax, (5.5, 1.2), (6.25, 1.2))
@@ -298,7 +309,9 @@ def lora_layer_figure() -> Figure:
     ax.text(6.75, 1.2, "× α/r", ha="center", va="center", fontsize=11)
     _arrow(ax, (7.25, 1.2), (8.05, 2.35))
     # the sum and the output
-    ax.add_patch(Circle((8.3, 2.6), 0.3, facecolor="white", edgecolor="black", linewidth=1.2))
+    # a marker, not a Circle patch: a marker stays round although x and y units differ on screen
+    ax.plot([8.3], [2.6], "o", markersize=38, markerfacecolor="white", markeredgecolor="black",
+            markeredgewidth=1.2)
     ax.text(8.3, 2.6, "+", ha="center", va="center", fontsize=16)
     _arrow(ax, (8.6, 2.6), (9.1, 2.6))
     ax.text(9.55, 2.6, "h\n(length\nout)", ha="center", va="center", fontsize=11)

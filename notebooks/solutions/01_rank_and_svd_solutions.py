@@ -30,7 +30,7 @@ from lora_lab import checks
 from lora_lab.widgets import load_sample_image
 
 # %% [markdown]
-# ## Exercise 1 · σ₃ is not `S[3]`
+# ## Exercise 1 · Reading errors off the singular values
 #
 # The lesson's `M` and its singular values `S`, rebuilt:
 
@@ -73,7 +73,9 @@ print(f"measured: spectral {np.linalg.norm(M - M_2, 2):.4f}, "
 # The truncated SVD is the *best* rank-$k$ matrix: a lowest point. At a lowest point the ground
 # is flat (the first-order change is zero in every direction), so a step of size $\varepsilon$
 # costs something proportional to $\varepsilon^2$. A ten times smaller step therefore costs a
-# hundred times less.
+# hundred times less. (The reverse does not hold: flat ground is not always a lowest point. The
+# lesson shows a saddle, keeping $\sigma_6$ instead of $\sigma_5$, that is just as flat; that the
+# truncated SVD is the lowest point is what Eckart–Young proves.)
 
 # %% tags=["solution"]
 # ✏️ one of 1, 10 or 100
@@ -143,7 +145,7 @@ assert energy[k99 - 1] >= 0.99 > energy[k99 - 2]  # k99 is enough, one less is n
 # %% [markdown]
 # ## Exercise 4 · From energy to relative error
 #
-# The kept and the dropped pieces are orthonormal, so their squared lengths add up:
+# The kept and the dropped pieces are orthogonal, so their squared lengths add up:
 # $\lVert M_k \rVert_F^2 + \lVert M - M_k \rVert_F^2 = \lVert M \rVert_F^2$. Divided by
 # $\lVert M \rVert_F^2$, that reads $E(k) + \text{relative error}^2 = 1$, so the relative error
 # is $\sqrt{1 - E(k)}$.
@@ -155,7 +157,7 @@ def my_relative_error(s, k):
     # ✏️ your code here: first E(k), then the relative error from it
     ### BEGIN SOLUTION
     energy_kept = np.sum(s[:k] ** 2) / np.sum(s**2)  # E(k): s[:k] are the first k
-    return np.sqrt(max(1 - energy_kept, 0))  # at k = p, 1 - E may round a hair below 0
+    return np.sqrt(max(1 - energy_kept, 0))  # max: a guard, see below
     ### END SOLUTION
 
 
@@ -163,9 +165,25 @@ def my_relative_error(s, k):
 assert checks.check_relative_error(my_relative_error)
 
 # %% [markdown]
-# The `max(..., 0)` matters only at $k = p$: there $1 - E(k)$ should be exactly 0, but rounding
-# can leave $-10^{-16}$, whose square root is NaN. Adding up the dropped squares directly,
-# `np.sqrt(np.sum(s[k:] ** 2) / np.sum(s**2))`, avoids the subtraction altogether and agrees:
+# With this formula, at $k = p$ the numerator and the denominator are the same sum of the same
+# numbers, so $E(p)$ is exactly 1 and $1 - E(p)$ exactly 0. The `max(..., 0)` guards the other
+# way of getting $E(k)$: reading it off a cumulative sum (`energy[k - 1]`, `np.cumsum`), which
+# adds the squares in another order than `np.sum`. Then rounding can leave $1 - E(p)$ at
+# $-2 \cdot 10^{-16}$, whose square root is NaN. Both, on a small spectrum:
+
+# %%
+s_small = np.array([0.8, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.1, 0.1])
+from_cumsum = (np.cumsum(s_small**2) / np.sum(s_small**2))[-1]  # E(p) from a cumulative sum
+from_sum = np.sum(s_small[:10] ** 2) / np.sum(s_small**2)  # E(p) as the solution computes it
+assert from_sum == 1 and 1 - from_cumsum < 0  # the cumulative sum overshoots 1
+with np.errstate(invalid="ignore"):  # the square root of a negative number: NaN, no warning
+    assert np.isnan(np.sqrt(1 - from_cumsum))
+assert my_relative_error(s_small, 10) == 0 and my_relative_error(s, len(s)) == 0
+print(f"1 - E(p): {1 - from_sum:.1e} from the sum, {1 - from_cumsum:.1e} from the cumulative sum")
+
+# %% [markdown]
+# Adding up the dropped squares directly, `np.sqrt(np.sum(s[k:] ** 2) / np.sum(s**2))`, avoids
+# the subtraction altogether and agrees:
 
 # %%
 for k in range(1, len(s) + 1):
