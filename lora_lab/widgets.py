@@ -173,6 +173,8 @@ class RankSlider:
         ax_curve.set_xlim(1, self.max_rank)
         ax_curve.set_ylim(-0.02, 1.02)
         ax_curve.set_xlabel("rank k (log scale)")
+        ax_curve.set_ylabel("energy kept / relative error")
+        ax_curve.xaxis.set_major_formatter("{x:g}")  # 1, 10, 100 as in the other figures
         ax_curve.grid(alpha=0.3)
         self.rank_line = ax_curve.axvline(1, color="black", linewidth=1, label="current rank")
         (self.energy_dot,) = ax_curve.plot([1], [0], "o", color="tab:blue")

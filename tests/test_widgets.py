@@ -248,3 +248,14 @@ def test_the_picture_sharpens_as_rank_grows(explorer: RankSlider) -> None:
         pictures[k] = png_pixels(explorer.image.value)[:, :300]  # the photo half
     gaps = [np.abs(pictures[k] - pictures[512]).mean() for k in (1, 10, 100)]
     assert gaps[0] > gaps[1] > gaps[2]
+
+
+def test_rank_slider_curve_panel_is_labelled() -> None:
+    from lora_lab.widgets import RankSlider
+
+    slider = RankSlider(np.random.default_rng(0).normal(size=(20, 12)), rank=2)
+    curve = slider.figure.axes[1]
+    assert curve.get_ylabel() == "energy kept / relative error"
+    slider.figure.canvas.draw()
+    labels = [t.get_text() for t in curve.get_xticklabels() if t.get_text()]
+    assert "10" in labels and not any("^" in t for t in labels)
