@@ -129,8 +129,9 @@ def relative_error(M: np.ndarray, reference: np.ndarray) -> float:
 # $$\Delta W = \frac{\alpha}{r}\,B A,\qquad
 # B \in \mathbb{R}^{\text{out}\times r},\quad A \in \mathbb{R}^{r\times \text{in}} .$$
 #
-# * $r$, the **rank**, is small — the LoRA paper uses 1 to 64. It is the width of a bottleneck
-#   that the update has to squeeze through.
+# * $r$, the **rank**, is small next to the layer's size — the configurations from the LoRA
+#   paper counted in §1.1 use $r$ = 1 to 8. It is the width of a bottleneck that the update has
+#   to squeeze through.
 # * $\alpha$ (alpha) is a constant chosen once and never trained; §7.3 looks at the factor
 #   $\alpha/r$.
 # * Only $A$ and $B$ are trained. $W_0$ is **frozen**: it never changes.
@@ -213,6 +214,7 @@ for name, (n_layers, d_model, r_paper, n_adapted, reported, source) in paper.ite
     print(f"{name:<31} {n_layers:>2} × {n_adapted} × {r_paper} × {2 * d_model:>5} "
           f"= {count:>10,} ≈ {count / 1e6:>4.1f}M   (paper: {reported:>4}M, {source})")
     assert round(count / 1e6, 1) == reported
+assert {config[2] for config in paper.values()} == {1, 2, 4, 8}     # the ranks of §1's claim
 assert lora_params_for_model(12, 768, 8) == 12 * 2 * 8 * (768 + 768) == 294_912
 r2_on_four = lora_params_for_model(96, 12288, 2, n_adapted=4)
 print(f"GPT-3, r = 2 on Wq, Wk, Wv, Wo: {r2_on_four:,} ≈ {r2_on_four / 1e6:.1f}M")
@@ -275,8 +277,10 @@ for model, config in pairs:
 # $s = \alpha/r$, is added to what the frozen layer computes anyway.
 #
 # The brackets matter in practice: $B(Ax)$ costs $r\cdot\text{in} + \text{out}\cdot r$
-# multiply-adds per input, far fewer than the $\text{out}\cdot\text{in}$ of multiplying by a
-# full $\Delta W$. So during training LoRA never forms $\Delta W$ at all.
+# multiply-adds per input instead of the $\text{out}\cdot\text{in}$ of multiplying by a full
+# $\Delta W$. For the toy layer below that is 32 against 60; for real layer sizes it is far fewer
+# (the table of §1: under 2.1 % at $r = 8$). So during training LoRA never forms $\Delta W$ at
+# all.
 #
 # Let's compute one output by hand. Here $B$ is random rather than zero, so that the LoRA branch
 # visibly does something — §4 is about the proper starting values.
@@ -290,6 +294,7 @@ s = alpha / r
 u = A @ x_col                                          # (r,)   the bottleneck
 h_col = W0 @ x_col + s * (B @ u)                       # (out,)
 np.testing.assert_allclose(h_col, (W0 + delta) @ x_col)  # the same as forming ΔW first
+assert r * d_in + d_out * r == 32 < d_out * d_in == 60      # multiply-adds: B (A x) vs ΔW x
 print(f"x: {x_col.size} numbers -> u: {u.size} numbers -> h: {h_col.size} numbers")
 print(f"h = {fmt(h_col)}")
 
@@ -350,11 +355,11 @@ np.testing.assert_allclose(H, X @ (W0 + delta).T)     # the same as (W0 + ΔW) x
 #
 # $$\frac{\partial L}{\partial A} = s\,B^\top g\; x^\top \qquad (r\times\text{in}).$$
 #
-# Notice two things now; they matter in §4. The gradient of $B$ contains $A$ (through
-# $u = Ax$), and the gradient of $A$ contains $B$. And neither contains $W_0$: because $W_0$ is
-# frozen, LoRA never computes the **weight gradient** $\partial L/\partial W_0 = g\,x^\top$ — a
-# full out × in matrix per layer — nor keeps optimiser state for it. (That does not mean the
-# backward pass skips $W_0$; §3.1 shows where it still goes through.)
+# Look at which factors appear in each of the two gradients: §4 puts that to use. And notice
+# that neither contains $W_0$: because $W_0$ is frozen, LoRA never computes the **weight
+# gradient** $\partial L/\partial W_0 = g\,x^\top$ — a full out × in matrix per layer — nor
+# keeps optimiser state for it. (What the backward pass does with $W_0$ otherwise is the
+# question of exercise 1.)
 #
 # **A batch of rows.** For $N$ inputs the loss is a sum over the examples, $L = \sum_n
 # \ell(h_n)$, so the gradients add up too. Stack the per-example $g_n^\top$ as the rows of
@@ -472,11 +477,11 @@ _ = checks.check_grad_x(my_grad_x)
 np.testing.assert_allclose(grads.x, G @ W0 + s * (G @ B) @ A)
 np.testing.assert_allclose(grads.x, numerical_gradient(lambda X_: batch_loss(A, B, X_), X),
                            atol=1e-7)
-share_w0 = np.linalg.norm(G @ W0) / np.linalg.norm(grads.x)
+share_w0 = np.linalg.norm(G @ W0) / np.linalg.norm(grads.x)      # a ratio of norms
 at_start = lora_backward(X, W0, A, np.zeros_like(B), alpha, G).x      # B = 0: LoRA's start
 np.testing.assert_array_equal(at_start, G @ W0)
-print(f"here (B random) the path through W0 is {share_w0:.0%} of ||dL/dx||; "
-      f"at LoRA's start (B = 0) it is all of it")
+print(f"here (B random) ||G @ W0|| = {share_w0:.2f} × ||dL/dx||; "
+      f"at LoRA's start (B = 0) dL/dx = G @ W0 exactly")
 assert share_w0 > 0.05
 
 # %% [markdown]
@@ -493,10 +498,8 @@ assert share_w0 > 0.05
 #
 # At step 0 the adapted model should *be* the pretrained model — everything pretraining
 # learned is what we build on. That needs $BA = 0$, and the simplest way to get it is to start
-# one factor at zero. Which one? The gradients of §3 give the answer:
-#
-# * $\partial L/\partial B = s\,G^\top X A^\top$ is zero when $A = 0$;
-# * $\partial L/\partial A = s\,(GB)^\top X$ is zero when $B = 0$.
+# one factor at zero. Which one? The gradients of §3 decide it — exercise 2 below asks you to
+# work out how.
 #
 # For linear layers, LoRA starts from **B = 0 and a random A**: the paper draws $A$ from a
 # Gaussian, while PEFT, loralib and this course's `init_lora` use PyTorch's default
@@ -510,9 +513,9 @@ assert share_w0 > 0.05
 # names) meets a new task whose ideal weight is $W_0 + \Delta W_\text{true}$, where
 # $\Delta W_\text{true}$ has rank 4 — precisely the situation LoRA bets on. We do not get to see
 # $\Delta W_\text{true}$, only $N = 256$ input/output pairs. The inputs are **whitened**:
-# $X^\top X / N = I$, meaning every input direction is equally represented and any two input
-# directions are orthogonal across the data set. §5 shows why that matters and what changes
-# without it.
+# $X^\top X / N = I$ (uncentred: we do not subtract the mean), meaning every input direction is
+# equally represented and any two input directions are orthogonal across the data set. §5 shows
+# why that matters and what changes without it.
 #
 # To build them, take the QR decomposition $Z = QR$ of a random $N\times 16$ matrix: $Q$ has
 # orthonormal columns, $Q^\top Q = I$, so $X = \sqrt{N}\,Q$ has $X^\top X = N I$. (Flipping the
@@ -534,6 +537,23 @@ rng_task = np.random.default_rng(42)
 W_pre = rng_task.normal(size=(n_out, n_in)) / np.sqrt(n_in)     # frozen "pretrained" weight
 X_task = np.sqrt(N) * orthonormal_columns(rng_task.normal(size=(N, n_in)))  # whitened rows
 np.testing.assert_allclose(X_task.T @ X_task / N, np.eye(n_in), atol=1e-12)
+
+
+# %% [markdown]
+# Whitening turns the loss into a distance between matrices. If the layer uses $W_0 + D$ where
+# the task needs $W_0 + \Delta W_\text{true}$, the mean squared error is
+#
+# $$\frac{1}{N\cdot\text{out}}\big\|X(D - \Delta W_\text{true})^\top\big\|_F^2
+# = \frac{1}{N\cdot\text{out}}\operatorname{tr}\!\big(E\,X^\top X\,E^\top\big)
+# = \frac{1}{\text{out}}\big\|D - \Delta W_\text{true}\big\|_F^2,
+# \qquad E = D - \Delta W_\text{true},$$
+#
+# because $X^\top X = NI$. §4.1 and §5.2 build on this; here it is on a random matrix:
+
+# %%
+D_any = np.random.default_rng(4).normal(size=(n_out, n_in))
+loss_any = mse_loss(X_task @ (W_pre + D_any).T, X_task @ W_pre.T)[0]
+np.testing.assert_allclose(loss_any, np.linalg.norm(D_any) ** 2 / n_out)
 
 
 # %%
@@ -659,7 +679,12 @@ _ = checks.check_init_predictions(A_gets_gradient, B_gets_gradient, outputs_chan
                                   never_learns, observed=observed)
 
 # %% [markdown]
-# What the experiment shows:
+# What the experiment shows, read off the gradients of §3:
+#
+# * $\partial L/\partial B = s\,G^\top X A^\top$ contains $A$: it is zero wherever $A = 0$;
+# * $\partial L/\partial A = s\,(GB)^\top X$ contains $B$: it is zero wherever $B = 0$.
+#
+# So:
 #
 # * **B = 0, A random** keeps the pretrained outputs *exactly* at step 0 (not approximately:
 #   $BA$ is exactly zero), and learns the task. At step 0 only $B$ has a gradient; $A$ starts
@@ -723,14 +748,31 @@ assert 0.74 < lam < 0.76 and 2.6 < 2 / lam < 2.7
 
 # %% [markdown]
 # It is tempting to look at the start instead. With $A$ held fixed the loss is exactly
-# quadratic in $B$, with largest curvature $c = \frac{2}{\text{out}}\,s^2\,\lambda_\max(AA^\top)$
-# (with whitened inputs, §5.2); at LoRA's start $2/c$ would allow steps of almost 5. Which
-# limit is right? Let's try learning rates on both sides of both, from LoRA's start each time:
+# quadratic in $B$: by the identity of §4 it is $\frac{1}{\text{out}}\lVert sBA -
+# \Delta W_\text{true}\rVert_F^2$, whose largest curvature along $B$ is
+# $c = \frac{2}{\text{out}}\,s^2\,\lambda_\max(AA^\top)$. At LoRA's start $2/c$ is almost 5.
+# But that is the curvature along $B$ alone. The full Hessian at the start also couples $A$ and
+# $B$ ($A$'s own block is zero there, because $B = 0$), and its largest eigenvalue is larger:
+#
+# $$\frac{2}{\lambda_\max(\text{full Hessian at the start})} \approx 3.37,$$
+#
+# lower than 4.9 but still above the 2.66 of the minimum. Which limit is right?
 
 # %%
 s_task = alpha_task / r_task
 c_start = 2 / n_out * s_task**2 * np.linalg.eigvalsh(A_rand @ A_rand.T).max()
-print(f"curvature along B at the start: 2 / c = {2 / c_start:.2f}")
+H_start, n_a = lora_hessian(A_rand, B_zero), A_rand.size           # the full Hessian, start
+np.testing.assert_allclose(np.linalg.eigvalsh(H_start[n_a:, n_a:])[-1], c_start, rtol=1e-6)
+assert not H_start[:n_a, :n_a].any()                               # A's block: zero (B = 0)
+lam_start = np.linalg.eigvalsh(H_start)[-1]
+print(f"at the start: along B alone 2 / c = {2 / c_start:.2f}; full Hessian: largest "
+      f"eigenvalue {lam_start:.3f}, 2 / it = {2 / lam_start:.2f}")
+assert 4.8 < 2 / c_start < 5 and 3.3 < 2 / lam_start < 3.4 and 2 / lam < 2 / lam_start
+
+# %% [markdown]
+# Let's try learning rates on both sides of all three limits, from LoRA's start each time:
+
+# %%
 sweep = {}                                 # lr -> losses, or the step at which it overflowed
 for lr_try in (2.5, 2.8, 3.0, 3.5, 4.0):
     try:
@@ -746,10 +788,9 @@ for lr_try in (2.5, 2.8, 3.0, 3.5, 4.0):
     print(f"lr = {lr_try}: {verdict}")
 
 # %%
-assert 4.8 < 2 / c_start < 5                                   # the start would allow ~4.9 ...
-assert 20 < sweep[4.0] < 40                                    # ... but lr = 4 overflows
+assert 20 < sweep[4.0] < 40                                    # lr = 4 overflows
+assert min(sweep[3.0][-50:]) > 1e-5 and min(sweep[3.5][-50:]) > 1e-5   # stall, below 3.37
 assert sweep[2.5][-1] < 1e-20                                  # below 2 / lam: converges
-assert min(sweep[3.0][-50:]) > 1e-5 and min(sweep[3.5][-50:]) > 1e-5   # stall
 assert sweep[2.8][-1] < 1e-12                                  # above 2 / lam, yet converges?
 fit_28 = train_lora(X_task, Y_task, W_pre, r=r_task, alpha=alpha_task, lr=2.8, steps=300,
                     init=(A_rand, B_zero))
@@ -759,8 +800,9 @@ print(f"lr = 2.8 settled at a minimum whose largest eigenvalue is {lam_28:.2f} "
 assert lam_28 < 2 / 2.8 < lam
 
 # %% [markdown]
-# So the limit comes from the curvature **at the minimum**, not at the start: `lr = 4`, well
-# below the start's 4.9, overflows within 40 steps (asserted), while `lr = 2.5`, just below
+# So, here, the limit comes from the curvature **at the minimum**, not at the start:
+# `lr = 3.0`, below even the full Hessian's limit at the start (3.37), already fails to converge
+# (it stalls, asserted), and `lr = 4` overflows within 40 steps; `lr = 2.5`, just below
 # $2/\lambda_\max = 2.66$, converges.
 #
 # `lr = 2.8` converges too, although it is above 2.66 — to a *different* minimum, flatter than
@@ -789,6 +831,8 @@ lam_bal = sharpness(A_bal, B_bal)
 print(f"balanced minimum: largest eigenvalue {lam_bal:.3f} = 4 s σ1 / out = {flattest:.3f}; "
       f"2 / it = {2 / lam_bal:.2f}")
 np.testing.assert_allclose(lam_bal, flattest, rtol=1e-5)
+np.testing.assert_allclose(2 / flattest, 3.0)                      # σ1 = 1, s = 2, out = 12
+np.testing.assert_allclose(s_task * (B_lora.T @ U_t[:, 0]) @ (A_lora @ Vt_t[0]), S_t[0])
 M_family = [np.random.default_rng(k).normal(size=(r_task, r_task)) for k in range(5)]
 family = [sharpness(M @ A_bal, B_bal @ np.linalg.inv(M)) for M in M_family]  # same BA
 assert min([lam, lam_28, *family]) >= flattest * (1 - 1e-6)   # none flatter than the bound
@@ -799,10 +843,11 @@ print(f"five other members of the family: largest eigenvalues from {min(family):
 # From $\text{lr} = 2/0.667 = 3$ on, no minimum is flat enough to settle at, which is why 3.0
 # and 3.5 stall and 4 diverges. What this experiment shows, for this one-layer problem and plain
 # full-batch gradient descent: the learning-rate limit is set by the curvature at the minima,
-# $2/\lambda_\max$; between the sharpness of the minimum that small steps find (2.66 here) and
-# that of the flattest one (3 here), gradient descent may still converge — elsewhere. Adam and
-# mini-batches change the details. Here, the curvature at the start would have predicted a limit
-# almost twice as high as the real one.
+# $2/\lambda_\max$; between $2/\lambda_\max$ of the minimum that `lr = 1.5` found (2.66) and
+# $2/\lambda_\max$ of the flattest minimum (3.00), gradient descent may still converge —
+# elsewhere. Adam and mini-batches change the details. Here, the curvature along $B$ at the start
+# would have predicted a limit of 4.9, and even the full Hessian there predicts 3.37 instead of
+# 2.66.
 
 # %% [markdown]
 # ## 5 · Training by hand: recovering a hidden update
@@ -849,12 +894,10 @@ np.testing.assert_allclose(delta_weight(M @ A_fit, B_fit @ np.linalg.inv(M), alp
 # Real updates are rarely *exactly* low-rank. Suppose $\Delta W_\text{true}$ has rank 8 while the
 # adapter has rank 4. What is the best it can do, and does gradient descent get there?
 #
-# With whitened inputs ($X^\top X = N I$) the training loss is a distance between matrices:
+# With whitened inputs ($X^\top X = N I$) the training loss is a distance between matrices, as
+# shown (and checked) in §4:
 #
-# $$L(\Delta W) = \frac{1}{N\cdot\text{out}}\big\|X(\Delta W - \Delta W_\text{true})^\top\big\|_F^2
-# = \frac{1}{N\cdot\text{out}}\operatorname{tr}\!\big(D\,X^\top X\,D^\top\big)
-# = \frac{1}{\text{out}}\big\|\Delta W - \Delta W_\text{true}\big\|_F^2,
-# \qquad D = \Delta W - \Delta W_\text{true}.$$
+# $$L(\Delta W) = \frac{1}{\text{out}}\big\|\Delta W - \Delta W_\text{true}\big\|_F^2 .$$
 #
 # So minimising the loss over rank-4 updates *is* the problem of notebook 01, and by the
 # Eckart–Young theorem the answer is the truncated SVD, `low_rank_approx(ΔW_true, 4)`. The
@@ -866,12 +909,7 @@ np.testing.assert_allclose(delta_weight(M @ A_fit, B_fit @ np.linalg.inv(M), alp
 # (Srebro and Jaakkola, 2003; the study of such two-layer linear problems goes back to Baldi and
 # Hornik, 1989). Saddle points exist — "both zero" of §4 is one. That gradient descent moves past
 # them from LoRA's start is what the experiments below *show* for this problem; it is an
-# observation, not a theorem we rely on. First, the identity above, on a random matrix:
-
-# %%
-D_any = np.random.default_rng(4).normal(size=(n_out, n_in))
-loss_any = mse_loss(X_task @ (W_pre + D_any).T, X_task @ W_pre.T)[0]
-np.testing.assert_allclose(loss_any, np.linalg.norm(D_any) ** 2 / n_out)
+# observation, not a theorem we rely on.
 
 # %%
 delta_rank8 = random_update([1.0, 0.8, 0.6, 0.4, 0.15, 0.1, 0.07, 0.05], (n_out, n_in), seed=8)
@@ -973,8 +1011,6 @@ assert losses_an[-1] < loss_svd
 # guarantee.
 
 # %% [markdown]
-#
-# %% [markdown]
 # ## 6 · Merging: zero extra inference cost
 #
 # After training, the adapter can be folded into the weight once and for all:
@@ -1033,8 +1069,8 @@ print(f"float64: largest |W_back - W0| is below 1e-12: {np.abs(W_back - W_pre).m
 # Suppose $W_0$ and $\Delta W$ are float32 arrays, and we merge, $W' = W_0 + \Delta W$, and
 # unmerge, $W_\text{back} = W' - \Delta W$, in float32. How large will the largest entry of
 # $|W_\text{back} - W_0|$ be? Predict it to within a factor of 10, as a number or an expression
-# (you may use `W_merged` and `np.finfo(np.float32).eps`, the gap between 1 and the next
-# float32 number), before running the cell after it.
+# (`np.finfo(np.float32).eps` is the gap between 1 and the next float32 number), before running
+# the cell after it.
 
 # %% tags=["exercise"]
 # ✏️ Your prediction: the largest |W_back - W0| after merging and unmerging in float32
@@ -1048,17 +1084,18 @@ eps32 = float(np.finfo(np.float32).eps)
 bound = eps32 / 2 * (np.abs(W0_32 + delta_32) + np.abs(W0_32)).max()  # two roundings
 print(f"float32: largest |W_back - W0| = {measured_error / eps32:.1f} eps "
       f"(eps = {eps32:.2e}); not exact in {np.mean(W_back_32 != W0_32):.0%} of the entries")
-assert 0 < measured_error <= bound
+assert 0 < measured_error <= bound <= eps32 * max(np.abs(W0_32 + delta_32).max(),
+                                                  np.abs(W0_32).max())
 _ = checks.check_unmerge_error(predicted_error, measured_error)
 
 # %% [markdown]
 # Each of the two roundings moves an entry by at most half the gap between neighbouring
 # float32 numbers, which is about $\varepsilon$ times the entry's size — hence an error of the
-# order of $\varepsilon\max|W'|$ (asserted above against the bound
-# $\tfrac{\varepsilon}{2}\max(|W'| + |W_0|)$). It is small, but it is not zero: after an unmerge,
-# a float32 model is not bit-for-bit the model you started from. That is one more reason to
-# keep the original $W_0$ rather than recover it by subtraction (notebook 03, §6,
-# returns to this in PyTorch).
+# order of $\varepsilon\max(|W'|, |W_0|)$ (asserted above against the bound
+# $\tfrac{\varepsilon}{2}\max(|W'| + |W_0|)$, which is at most that). It is small, but it is
+# not zero: after an unmerge, a float32 model is not bit-for-bit the model you started from. That
+# is one more reason to keep the original $W_0$ rather than recover it by subtraction
+# (notebook 03, §6, returns to this in PyTorch).
 #
 # ## 7 · Three mistakes from popular write-ups
 #
@@ -1088,32 +1125,38 @@ for name, count in {"LoRA (W frozen)": lora_only, "LoRA + training W": everythin
 assert everything / lora_only > 30_000
 
 # %% [markdown]
-# The paper gives the full picture for GPT-3 175B (its Section 4.2, "Practical benefits and
-# limitations"): training takes 1.2 TB of GPU memory with full fine-tuning and 350 GB with
-# LoRA, "up to 2/3" less; a checkpoint shrinks from 350 GB to "roughly 35MB", about 10,000
-# times, with $r = 4$ on $W_q$ and $W_v$. Which of these numbers follow from the architecture?
-# Count 16-bit floats, 2 bytes per number, as the paper's Section 7.1 does for adapters ("18M
-# (roughly 35MB if stored in FP16)"):
+# The paper reports the full picture for GPT-3 175B in its Section 4.2: training takes 1.2 TB
+# of GPU memory with full fine-tuning and 350 GB with LoRA — a 71 % cut, 3.4 times less, which
+# the abstract rounds to reducing "the GPU memory requirement by 3 times"; and with $r = 4$ on
+# $W_q$ and $W_v$ a checkpoint shrinks from 350 GB to 35 MB, about 10,000 times. Which of these
+# numbers follow from the architecture? Count 16-bit floats, 2 bytes per number, as the paper's
+# Section 7.1 does for its 18M-parameter LoRA budget — the same configuration, "r = 4 if we adapt
+# two types [of attention weights], for all 96 layers", stated as "18M (roughly 35MB if stored
+# in FP16)":
 
 # %%
 weights_gb = 2 * full_models["GPT-3 175B"][0] / 1e9            # all weights, fp16
 adapter_mb = 2 * lora_params_for_model(96, 12288, 4) / 1e6       # r = 4 on Wq, Wv, fp16
 print(f"GPT-3 weights in fp16:      {weights_gb:6.0f} GB   (paper: 350 GB)")
 print(f"adapter, r = 4 on Wq, Wv:   {adapter_mb:6.1f} MB = {adapter_mb * 1e6 / 2**20:.1f} MiB "
-      f"(paper: 'roughly 35MB'); {weights_gb * 1e3 / adapter_mb:,.0f} times smaller")
-print(f"full fine-tuning vs LoRA:   1.2 TB / 350 GB = {1200 / 350:.1f}  "
-      f"(1.2 TB is {1.2e12 / 175e9:.1f} bytes per parameter)")
-assert round(weights_gb, -1) == 350 and 35 < adapter_mb < 40
-assert 9_000 < weights_gb * 1e3 / adapter_mb < 10_000 and 3 < 1200 / 350 < 3.5
+      f"(paper: 35 MB); {weights_gb * 1e3 / adapter_mb:,.0f} times smaller")
+print(f"full fine-tuning vs LoRA:   1.2 TB / 350 GB = {1200 / 350:.1f}, a {1 - 350 / 1200:.0%} "
+      f"cut  (1.2 TB is {1.2e12 / 175e9:.1f} bytes per parameter)")
+assert round(weights_gb, -1) == 350 and 0 < 350 - weights_gb < 1 and 35 < adapter_mb < 40
+assert 18e6 < lora_params_for_model(96, 12288, 4) < 19e6            # §7.1's "18M" budget
+assert 9_000 < weights_gb * 1e3 / adapter_mb < 10_000 and 3.4 < 1200 / 350 < 3.5
+assert 0.70 < 1 - 350 / 1200 < 0.72
 
 # %% [markdown]
-# So the 350 GB of LoRA training matches the frozen fp16 weights alone, and the
-# 35 MB checkpoint is the $r = 4$ adapter in fp16 (37.7 MB, or 36 MiB — "roughly 35MB"; in
+# So the 350 GB of LoRA training is about the size of the frozen fp16 weights alone (349 GB):
+# that leaves under 1 GB for everything else — the activations and the adapter's own gradients
+# and Adam state — so the paper's figure must leave those out or round them away. The 35 MB
+# checkpoint is the $r = 4$ adapter in fp16 (37.7 MB, or 36 MiB — §7.1's "roughly 35MB"; in
 # float32 it would be twice that). The 1.2 TB of full fine-tuning cannot be rebuilt from the
 # architecture alone: the paper does not say in which precision it keeps gradients and Adam's
 # state. What LoRA drops are exactly those: the weight gradients and the optimiser state of the
-# frozen weights — the paper credits the memory saving to not storing "the optimizer states for
-# the frozen parameters", and reports a 25 % training speed-up from not computing most weight
+# frozen weights — the paper attributes the memory saving to not storing optimiser states for
+# the frozen parameters, and reports a 25 % training speed-up from not computing most weight
 # gradients. What it does not drop: the weights, the activations, and the backward pass through
 # every $W_0$ (§3.1).
 
@@ -1158,6 +1201,13 @@ assert relative_error(W, W_pre) > 0.1 and removed > 0.1 and share_adapter < 0.5
 # details, a correction computed from
 # $h_0$ only sees what the layer already computed. It can add a constant, or it can remix the
 # entries of $h_0$; it cannot react to anything in $x$ that $W_0$ throws away.
+#
+# This bites only when $W_0$ has a null space — a classifier head or a down-projection with
+# out < in, or a (near-)singular $W_0$. For a square invertible $W_0$ nothing is thrown away:
+# the remix $h_0 + Mh_0$ with $M = \Delta W\,W_0^{-1}$ (of the same rank as $\Delta W$) is exactly
+# $(W_0 + \Delta W)x$, so it can express every $\Delta W$; the differences are then
+# conditioning and optimisation, not reach. (Notebook 04 meets the head case in a real model:
+# there the logits correction amounts to a restricted new head.) The example below is a head.
 #
 # Consider a classifier head: 16 input features, 4 logits. $W_0$ (4 × 16) has a 12-dimensional
 # null space — input directions it ignores completely. Suppose the new task needs one of them
@@ -1227,6 +1277,23 @@ print(f"random direction: best remix of logits removes {1 - remix_g / untouched_
 assert remix_g > 0.5 * untouched_g and lora_g.losses[-1] < 1e-10 * untouched_g
 
 # %% [markdown]
+# And the square case of the caveat above: with a 16 × 16 invertible $W_0$ the best remix
+# recovers the same kind of rank-1 change completely, through an $M$ of rank 1.
+
+# %%
+rng_sq = np.random.default_rng(7)
+W_square = rng_sq.normal(size=(n_in, n_in)) / np.sqrt(n_in)        # invertible (almost surely)
+u_sq = rng_sq.normal(size=n_in)
+delta_sq = np.outer(u_sq / np.linalg.norm(u_sq), v_random / np.linalg.norm(v_random))  # rank 1
+untouched_sq, _, remix_sq = output_side_losses(X_head, W_square, delta_sq)
+M_square = delta_sq @ np.linalg.inv(W_square)                      # ΔW W0^-1
+np.testing.assert_allclose(X_head @ W_square.T @ (np.eye(n_in) + M_square).T,
+                           X_head @ (W_square + delta_sq).T, atol=1e-12)
+assert matrix_rank(M_square) == 1 and remix_sq < 1e-20 * untouched_sq
+print(f"square W0: the best remix of h0 leaves less than 1e-20 of the untouched loss: "
+      f"{remix_sq < 1e-20 * untouched_sq};  rank of M = {matrix_rank(M_square)}")
+
+# %% [markdown]
 # ### 7.3 ⭐ Optional: Mistake — leaving out α/r, and what the factor is for
 #
 # Some implementations compute $W_0x + BAx$ and drop the factor $\alpha/r$ ("it's just a
@@ -1234,18 +1301,20 @@ assert remix_g > 0.5 * untouched_g and lora_g.losses[-1] < 1e-10 * untouched_g
 # of $BA$ can be traded for other hyperparameters. With plain gradient descent it is equivalent
 # to multiplying the learning rate by $c$ *and* $A$'s initialisation by $\sqrt{c}$. With Adam,
 # which rescales every gradient entry anyway, and because $B$ starts at zero, it is equivalent
-# to multiplying **$B$'s learning rate alone** by $c$ — the remark in the LoRA paper's Section
-# 4.1 that with Adam, tuning $\alpha$ is roughly tuning the learning rate "if we scale the
-# initialization appropriately".
+# to multiplying **$B$'s learning rate alone** by $c$ — or, splitting $c$ evenly between the two
+# factors, both learning rates and $A$'s initialisation by $\sqrt{c}$. (All three are checked at
+# the end of this section.) The last form matches a remark in the LoRA paper's Section 4.1: with
+# Adam, tuning $\alpha$ is roughly the same as tuning the learning rate, provided the
+# initialisation is scaled appropriately.
 #
 # So the factor earns its keep when **$r$ changes** — and the rank is one of the first things
-# everyone tunes. The paper divides by $r$ because "this scaling helps to reduce the need to
-# retune hyperparameters when we vary $r$". Leaving the factor out is the choice $c = 1$ at
-# every rank; $\alpha/r$, and **rsLoRA**'s $\alpha/\sqrt{r}$ (rank-stabilised LoRA, Kalajdzievski
-# 2023, arXiv:2312.03732; in PEFT, `use_rslora=True`), are two ways of letting $c$ depend on
-# $r$. With $\alpha$ and the learning rate held fixed, each keeps a *different* property of
-# training the same across ranks, and which one also depends on the optimiser. Here we work it
-# out for the first training step, where everything can be computed exactly.
+# everyone tunes. The paper divides by $r$ to reduce the need to retune hyperparameters when $r$ is
+# varied. Leaving the factor out is the choice $c = 1$ at every rank; $\alpha/r$, and **rsLoRA**'s
+# $\alpha/\sqrt{r}$ (rank-stabilised LoRA, Kalajdzievski 2023, arXiv:2312.03732; in PEFT,
+# `use_rslora=True`), are two ways of letting $c$ depend on $r$. With $\alpha$ and the learning rate
+# held fixed, each keeps a *different* property of training the same across ranks, and which one
+# also depends on the optimiser. Here we work it out for the first training step, where everything
+# can be computed exactly.
 #
 # **Adam** (LoRA's usual optimiser, §7.1). In its first step Adam moves every entry by exactly
 # the learning rate (up to its tiny $\varepsilon$), against the sign of that entry's gradient.
@@ -1262,23 +1331,24 @@ assert remix_g > 0.5 * untouched_g and lora_g.losses[-1] < 1e-10 * untouched_g
 # $$-\langle\nabla_W L, \Delta W_1\rangle = s\cdot\text{lr}\cdot\textstyle\sum_{i,k}
 # \big|(\nabla_W L\,A^\top)_{ik}\big|,$$
 #
-# a sum of $\text{out}\cdot r$ terms of similar size: roughly proportional to $s\cdot r$. The
-# step's **size** is $\lVert\Delta W_1\rVert_F = s\cdot\text{lr}\cdot
+# a sum of $\text{out}\cdot r$ terms of similar size. The step's **size** is
+# $\lVert\Delta W_1\rVert_F = s\cdot\text{lr}\cdot
 # \lVert\operatorname{sign}(\nabla_W L\,A^\top)\,A\rVert_F$: the product adds up $r$ rank-1
-# pieces with random-looking signs, and the size of such a sum grows roughly like $\sqrt{r}$,
-# not like $r$ — so the size is roughly proportional to $s\sqrt{r}$.
+# pieces, one per row of $A$, with random-looking signs.
 #
 # **Plain gradient descent** moves $B$ by the learning rate *times its gradient*, which itself
 # carries $s$: $B_1 = -\text{lr}\cdot s\,\nabla_W L\,A^\top$, so $\Delta W_1 = -\text{lr}\cdot
 # s^2\,\nabla_W L\,A^\top A$ and its progress is $\text{lr}\cdot s^2\,\lVert\nabla_W L\,
-# A^\top\rVert_F^2$, a sum of $\text{out}\cdot r$ squares: roughly proportional to $s^2 r$.
+# A^\top\rVert_F^2$, a sum of $\text{out}\cdot r$ squares.
 #
 # ### ✏️ Exercise 4 — which scaling keeps what steady?
 #
-# From these three proportionalities, predict before running the experiment: which of
-# `"alpha/r"`, `"alpha/sqrt(r)"` and `"none"` keeps each quantity roughly the same for every
-# $r$ — Adam's first-step progress, Adam's first-step size, and plain gradient descent's
-# first-step progress?
+# First work out from these formulas how each of the three quantities grows with $r$ at a fixed
+# $s$. Two facts help: a sum of $n$ terms of similar size and the same sign grows like $n$; a sum
+# of $n$ terms of similar size with random-looking signs grows only like $\sqrt{n}$. Then
+# predict, before running the experiment: which of `"alpha/r"`, `"alpha/sqrt(r)"` and `"none"`
+# keeps each quantity roughly the same for every $r$ — Adam's first-step progress, Adam's
+# first-step size, and plain gradient descent's first-step progress?
 
 # %% tags=["exercise"]
 # ✏️ For each, "alpha/r", "alpha/sqrt(r)" or "none": which scaling keeps it steadiest as r grows?
@@ -1411,6 +1481,12 @@ assert observed == {"adam_progress": "alpha/r", "adam_step_size": "alpha/sqrt(r)
 _ = checks.check_scaling_choices(adam_progress, adam_step_size, gd_progress, observed=observed)
 
 # %% [markdown]
+# The derivation: Adam's progress adds $\text{out}\cdot r$ positive terms, so it grows like
+# $s\,r$, and $s = \alpha/r$ cancels that; its size adds $r$ rank-1 pieces with random-looking
+# signs, so it grows like $s\sqrt{r}$, and $\alpha/\sqrt{r}$ cancels that; gradient descent's
+# progress adds $\text{out}\cdot r$ squares and carries $s^2$, so it grows like $s^2 r$, and
+# $\alpha/\sqrt{r}$ cancels that too.
+#
 # Every entry of the first table is the formula above (checked). Reading the table row by row:
 #
 # * **Adam, progress.** Without a factor it grows with every rank, roughly in proportion to
@@ -1449,19 +1525,21 @@ for over in (ranks, ranks[2:]):
 assert spread(drop, "alpha/r", ranks[2:]) < 1.3 < spread(drop, "alpha/sqrt(r)", ranks[2:])
 assert spread(drop, "none", ranks[2:]) > 2 * spread(drop, "alpha/sqrt(r)", ranks[2:])
 assert max(drop["alpha/r", 1], drop["alpha/r", 2]) < min(drop["alpha/r", rr] for rr in ranks[2:])
+assert np.all(np.diff([size["none", rr] for rr in ranks]) > 0)    # no factor: the size grows too
 assert adam_runs["alpha/r", 64][0][-1] < adam_runs["alpha/r", 8][0][-1] / 2   # after 40 steps
 
 # %% [markdown]
 # With $\alpha/r$, the curves for $r = 4$ to $64$ stay close together for the first five steps
 # (their loss decreases differ by less than 30 %, asserted); later the larger ranks pull ahead
 # ($r = 64$ ends below half the loss of $r = 8$, asserted), although $r = 8$ can already express
-# the rank-8 target exactly. With $\alpha/\sqrt{r}$, and even more without a factor, the larger
-# ranks take larger steps from the very first one, so the curves fan out at once.
+# the rank-8 target exactly. With $\alpha/\sqrt{r}$ the first step has about the same size at
+# every rank but makes more progress at larger ranks; without a factor, both grow (see the
+# table). So the curves fan out at once.
 #
-# Even with $\alpha/r$, $r = 1$ and $2$ are slower from the start (asserted). One reason is the
-# direction of the first step: with few rank-1 pieces, most of $\Delta W_1$ is not aligned
-# with $-\nabla_W L$. This alignment does not depend on the scaling (up to Adam's tiny
-# $\varepsilon$), and in the long run $r = 1$ and $2$ cannot express a rank-8 change anyway:
+# Even with $\alpha/r$, $r = 1$ and $2$ are slower from the start (asserted). Two things add up.
+# First, the direction of the first step: with few rank-1 pieces, most of $\Delta W_1$ is not
+# aligned with $-\nabla_W L$. This alignment does not depend on the scaling (up to Adam's tiny
+# $\varepsilon$):
 
 # %%
 alignment = {rr: progress["adam"]["alpha/r", rr] / (size["alpha/r", rr] * np.linalg.norm(W_grad))
@@ -1474,18 +1552,98 @@ print("cosine between ΔW_1 and -∇W L:  "
 assert np.all(np.diff(list(alignment.values())) > 0)          # points more downhill with r
 
 # %% [markdown]
+# So at $r = 1$ the first step is about 6 times larger than at $r = 64$ for a first-order
+# progress of the same order (cosine 0.07 instead of 0.60). That is not free: the loss is
+# quadratic in $\Delta W$, so a step also costs $\lVert X\Delta W_1^\top\rVert_F^2/(N\cdot
+# \text{out}) \approx \lVert\Delta W_1\rVert_F^2/\text{out}$, and the loss falls by progress
+# minus cost, exactly. At $r = 1$ the cost eats a third of the progress; at $r = 64$ about 1 %:
+
+# %%
+cost = {rr: np.linalg.norm(X_wide @ first["adam"]["alpha/r", rr].T) ** 2 / (N * 32)
+        for rr in ranks}                                        # the quadratic term of step 1
+for rr in ranks:
+    before, after = adam_runs["alpha/r", rr][0][:2]
+    np.testing.assert_allclose(before - after, progress["adam"]["alpha/r", rr] - cost[rr],
+                               rtol=1e-9)                       # decrease = progress - cost
+    np.testing.assert_allclose(cost[rr], size["alpha/r", rr] ** 2 / 32, rtol=0.25)
+print("first step with α/r, cost / progress:  "
+      + "  ".join(f"r = {rr}: {cost[rr] / progress['adam']['alpha/r', rr]:.2f}" for rr in ranks))
+assert 5 < size["alpha/r", 1] / size["alpha/r", 64] < 8 and 0.05 < alignment[1] < 0.1
+assert 0.3 < cost[1] / progress["adam"]["alpha/r", 1] < 0.4
+assert cost[64] < 0.01 * progress["adam"]["alpha/r", 64]
+
+# %% [markdown]
+# Second, chance. This draw of $A$ gives $r = 1$ and $2$ less first-order progress than the
+# other ranks (the table's first column). Averaged over 200 draws of $A$, the progress is the
+# same at every rank — as it must be: each row of $A$ is drawn the same way whatever $r$ is, and
+# with $\alpha/r$ the progress is $\alpha\cdot\text{lr}$ times the *mean* over the rows of $A$
+# of $\sum_i|(\nabla_W L\,a_k)_i|$. (In the long run $r = 1$ and $2$ cannot express a rank-8
+# change anyway.)
+
+# %%
+mean_progress = {rr: np.mean([alpha_w / rr * lr_w * np.abs(W_grad @ init_lora(64, 32, rr, k)[0].T)
+                              .sum() for k in range(200)]) for rr in ranks}   # formula above
+print(f"Adam's first-step progress ×1000 with α/r, mean over 200 draws of A: between "
+      f"{1e3 * min(mean_progress.values()):.2f} and {1e3 * max(mean_progress.values()):.2f}")
+assert max(mean_progress.values()) / min(mean_progress.values()) < 1.02
+assert all(progress["adam"]["alpha/r", rr] < 0.8 * mean_progress[rr] for rr in (1, 2))
+assert all(progress["adam"]["alpha/r", rr] > 0.9 * mean_progress[rr] for rr in ranks[2:])
+
+# %% [markdown]
+# Finally, the trades claimed at the start of this section, on this task over 20 steps from the
+# same start ($r = 4$, $c = 3.7$). Adam's $\varepsilon$ is set to a negligible $10^{-300}$ here,
+# so that the equivalences are exact rather than approximate.
+
+# %%
+def scaled_run(c: float, lr_A: float, lr_B: float, A0: np.ndarray, adam: bool,
+               steps: int = 20) -> np.ndarray:
+    """ΔW = c·B@A after `steps` full-batch steps on §7.3's task from (A0, B = 0), with learning
+    rates lr_A, lr_B; Adam (ε = 1e-300) or plain gradient descent. A0 (r, in); ΔW (32, 64).
+
+    Why: to check which hyperparameters a constant factor c in front of B@A can be traded for.
+    """
+    r_c = A0.shape[0]
+    A_c, B_c = A0, np.zeros((32, r_c))
+    mA, vA, mB, vB = np.zeros_like(A_c), np.zeros_like(A_c), np.zeros_like(B_c), np.zeros_like(B_c)
+    for t in range(1, steps + 1):
+        G_c = mse_loss(lora_forward(X_wide, W_wide, A_c, B_c, c * r_c), Y_wide)[1]
+        g_c = lora_backward(X_wide, W_wide, A_c, B_c, c * r_c, G_c)
+        if adam:
+            A_c, mA, vA = adam_update(A_c, g_c.A, mA, vA, t, lr_A, eps=1e-300)
+            B_c, mB, vB = adam_update(B_c, g_c.B, mB, vB, t, lr_B, eps=1e-300)
+        else:
+            A_c, B_c = A_c - lr_A * g_c.A, B_c - lr_B * g_c.B
+    return c * B_c @ A_c
+
+
+# %%
+c, A4 = 3.7, init_lora(64, 32, 4, seed=1)[0]
+gd_c, adam_c, root = scaled_run(c, 0.3, 0.3, A4, False), scaled_run(c, lr_w, lr_w, A4, True), c**0.5
+trades = {"GD: lr × c, A's start × √c": (gd_c, scaled_run(1, c * 0.3, c * 0.3, root * A4, False)),
+          "Adam: B's lr × c": (adam_c, scaled_run(1, lr_w, c * lr_w, A4, True)),
+          "Adam: both lr × √c, A's start × √c": (adam_c, scaled_run(1, root * lr_w, root * lr_w,
+                                                                    root * A4, True)),
+          "Adam: both lr × c (not a trade)": (adam_c, scaled_run(1, c * lr_w, c * lr_w, A4, True))}
+gaps = {name: relative_error(other, ref) for name, (ref, other) in trades.items()}
+for name, gap in gaps.items():
+    print(f"{name:<36} relative difference in ΔW after 20 steps: "
+          f"{'below 1e-12' if gap < 1e-12 else f'{gap:.2f}'}")
+assert max(list(gaps.values())[:3]) < 1e-12 < 0.3 < gaps["Adam: both lr × c (not a trade)"]
+
+# %% [markdown]
 # **Which scaling is right, then?** This toy does not decide it, and does not try to. $\alpha/r$
-# holds Adam's early per-step progress fixed, so a learning rate tuned at one rank does about
-# the same at the next — the reason the LoRA paper gives. rsLoRA (Kalajdzievski 2023) analyses
-# training as $r$ grows large and argues that with $\alpha/r$ larger ranks learn too slowly to
-# pay off ("gradient collapse"), while $\alpha/\sqrt{r}$ keeps learning stable across ranks;
-# it reports that larger ranks then do help in its fine-tuning experiments. Our first-step
-# numbers are consistent with both descriptions: with $\alpha/r$, Adam's step shrinks like
-# $1/\sqrt{r}$ as the rank grows, and with plain gradient descent even its progress falls like
-# $1/r$. Notebook 03 (§8) continues this comparison in PyTorch over longer runs.
-# Either way, **leaving the factor out** makes the first step's progress grow in proportion to
-# $r$ under Adam: a learning rate tuned at one rank becomes, in effect, a different learning
-# rate at every other.
+# holds Adam's first-step progress steady across ranks, which fits the paper's stated aim of
+# reducing retuning when $r$ varies. It does not make later training independent of $r$ (see the
+# curves: $r = 64$ ends below half the loss of $r = 8$). rsLoRA (Kalajdzievski 2023) analyses
+# training as $r$ grows large and argues that dividing by $r$ "results in slowed learning and
+# stunted performance for LoRA with higher-rank adapters", while $\alpha/\sqrt{r}$ keeps learning
+# stable across ranks; it reports that larger ranks then do help in its fine-tuning experiments. Our
+# first-step numbers are consistent with both descriptions: with $\alpha/r$, Adam's step shrinks
+# like $1/\sqrt{r}$ as the rank grows, and with plain gradient descent even its progress falls like
+# $1/r$. Notebook 03 (§8) continues this comparison in PyTorch over longer runs. Either way,
+# **leaving the factor out** makes the first step's progress grow in proportion to $r$ under Adam: a
+# learning rate tuned at one rank becomes, in effect, a different learning rate at every other (by
+# the trade checked above, a factor $c$ acts as $B$'s learning rate × $c$).
 
 # %% [markdown]
 # ## Summary
@@ -1508,14 +1666,17 @@ assert np.all(np.diff(list(alignment.values())) > 0)          # points more down
 # * **Training.** For one linear layer with whitened inputs, plain gradient descent from LoRA's
 #   start recovered a hidden rank-$r$ update; when the true update had a higher rank, it reached
 #   the best rank-$r$ approximation — the truncated SVD of notebook 01 — and its input-weighted
-#   version when the inputs were not whitened. ⭐ Its learning-rate limit is set by the
-#   curvature at the minima ($2/\lambda_\max$), not at the start.
+#   version when the inputs were not whitened. ⭐ In this one-layer toy, the learning-rate limit
+#   was set by the curvature at the minima ($2/\lambda_\max \approx 2.66$), not by the curvature
+#   at the start (along $B$ alone: 4.9; full Hessian: 3.4).
 # * **Merging.** $W' = W_0 + \frac{\alpha}{r}BA$ gives the same outputs at exactly the cost of
 #   the pretrained layer; unmerging gives $W_0$ back up to rounding — of the order of
 #   float32's $\varepsilon$ times the entries' size in float32.
 # * **Mistakes.** Training $W$ too is full fine-tuning in disguise (LoRA's memory saving is the
 #   weight gradients and optimiser state of the frozen weights); a correction computed from the
-#   model's output rather than from the layer's input cannot see what $W_0$ ignores; without a
+#   model's output rather than from the layer's input cannot see what $W_0$ ignores — which
+#   matters when $W_0$ has a null space, as a head or a down-projection does (for a square
+#   invertible $W_0$ a remix of its output can express any $\Delta W$); without a
 #   factor, the progress of Adam's first step grows in proportion to $r$. ⭐ With Adam,
 #   $\alpha/r$ keeps that progress steady across ranks and rsLoRA's $\alpha/\sqrt{r}$ keeps the
 #   step's size steady; with plain gradient descent, $\alpha/\sqrt{r}$ keeps the progress steady.

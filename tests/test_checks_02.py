@@ -54,7 +54,13 @@ def grad_x_column_form(x, W0, A, B, alpha, grad_h):
     return np.stack([W0.T @ g + s * A.T @ (B.T @ g) for g in grad_h])
 
 
-@pytest.mark.parametrize("answer", [grad_x, grad_x_float32, grad_x_column_form])
+def grad_x_float32_cast_back(*args):
+    """Computed in float32, returned as float64: right to float32's precision."""
+    return grad_x_float32(*args).astype(np.float64)
+
+
+@pytest.mark.parametrize("answer", [grad_x, grad_x_float32, grad_x_column_form,
+                                    grad_x_float32_cast_back])
 def test_grad_x_accepts_correct_answers_in_float64_and_float32(capsys, answer) -> None:
     assert_accepted(capsys, checks.check_grad_x(answer))
 
@@ -81,10 +87,35 @@ def _with_scale(scale):
     (lambda x, W0, A, B, a, G: a / A.shape[0] * (G @ B) @ A, "the frozen path is missing"),
     (lambda x, W0, A, B, a, G: G @ W0, "only the frozen path G @ W0 came back"),
     (lambda *args: grad_x(*args) / len(args[0]), "do not average again"),
+    (lambda *args: len(args[0]) * grad_x(*args), "do not multiply by N"),
     (lambda *args: grad_x(*args).T, "dL/dx has the shape of x: (N, in)"),
 ])
 def test_grad_x_rejects_each_typical_mistake_with_its_own_hint(capsys, wrong, hint) -> None:
     assert_rejected(capsys, checks.check_grad_x(wrong), hint)
+
+
+@pytest.mark.parametrize(("wrong", "factor"), [
+    (_with_scale(lambda a, A: 2.0), "2 instead of s = alpha / r = 3.5"),      # the notebook's s
+    (_with_scale(lambda a, A: a / 2), "0.75 instead of s = alpha / r = 0.5"),  # its r = 2
+    (_with_scale(lambda a, A: 4.0 / A.shape[0]), "2 instead of s = alpha / r = 3.5"),  # alpha
+    (_with_scale(lambda a, A: (a / A.shape[0]) ** 2), "12.25 instead of s = alpha / r = 3.5"),
+])
+def test_grad_x_names_a_wrong_factor_on_the_lora_path(capsys, wrong, factor) -> None:
+    """A global s, r or alpha, or s squared: the hint says the path is right, the factor not."""
+    out = assert_rejected(capsys, checks.check_grad_x(wrong), "multiplied by " + factor,
+                          "instead of the function's arguments")
+    assert "two paths" not in out
+
+
+def test_grad_x_wrong_factor_hint_needs_the_right_structure() -> None:
+    """The factor hint fires only for G W0 + c (G B) A, never for other wrong answers."""
+    case = nb02._grad_x_cases()[0]
+    args = [case[k] for k in nb02._GRAD_X_NAMES]
+    assert nb02._scale_slip_hint(2 * grad_x(*args), case, "float64") is None
+    assert nb02._scale_slip_hint(grad_x(*args).T, case, "float64") is None
+    assert nb02._scale_slip_hint("text", case, "float64") is None
+    assert "multiplied by 2 " in nb02._scale_slip_hint(_with_scale(lambda a, A: 2.0)(*args),
+                                                       case, "float64")
 
 
 def test_grad_x_integer_division_is_never_told_to_add_a_missing_branch(capsys) -> None:
@@ -221,14 +252,27 @@ def test_unmerge_accepts_a_float32_measurement(capsys) -> None:
     assert_accepted(capsys, checks.check_unmerge_error(1e-7, np.float32(MEASURED)))
 
 
+EPS16, EPS32, EPS64 = (float(np.finfo(t).eps) for t in (np.float16, np.float32, np.float64))
+
+
 @pytest.mark.parametrize(("answer", "hint"), [
     (0.0, "rounded to the nearest float32 number"),
     (2.2e-16, "that is float64's precision"),
+    (EPS64 * 0.67, "that is float64's precision"),
     (1e-9, "too optimistic"),
+    (EPS32**2, "too optimistic"),                        # not float64's: 1.4e-14 is far above it
     (1e-5, "too pessimistic"),
+    (1e-6, "too pessimistic"),
+    (EPS32 * 37, "too pessimistic"),                     # eps times a sum over entries
+    (EPS16, "float16's eps"),
+    (EPS16 * 0.67, "float16's eps"),
+    (EPS32**0.5, "square root of float32's"),
 ])
 def test_unmerge_rejects_each_typical_mistake_with_its_own_hint(capsys, answer, hint) -> None:
-    assert_rejected(capsys, checks.check_unmerge_error(answer, MEASURED), hint)
+    out = assert_rejected(capsys, checks.check_unmerge_error(answer, MEASURED), hint)
+    assert "number of entries" not in out                 # a mistake nobody was shown to make
+    if answer > 0:
+        assert ("float64" in out) == (answer < 1e-14)    # float64 named only for float64's eps
 
 
 @pytest.mark.parametrize(("answer", "hint"), [
@@ -265,6 +309,10 @@ def check_scaling(**changes):
     {}, {"adam_progress": "α/r", "adam_step_size": "α/√r", "gd_progress": "alpha / sqrt(r)"},
     {"adam_step_size": "alpha/sqrtr", "gd_progress": "Alpha/Sqrt(R)"},
     {"adam_step_size": "alpha/r**0.5"},
+    {"adam_step_size": "alpha/np.sqrt(r)", "gd_progress": "alpha/math.sqrt(r)"},
+    {"adam_step_size": "alpha/r**(1/2)", "gd_progress": "alpha/√(r)"},
+    {"adam_step_size": "alpha*r**-0.5", "gd_progress": "rsLoRA"},
+    {"adam_step_size": "alpha / numpy.sqrt(r)", "gd_progress": "rslora"},
 ])
 def test_scaling_accepts_the_right_choices_however_spelled(capsys, spelling) -> None:
     assert_accepted(capsys, check_scaling(**spelling))
@@ -284,7 +332,9 @@ def test_scaling_rejects_each_wrong_choice_with_its_own_hint(capsys, question, a
     assert question in out
 
 
-@pytest.mark.parametrize(("answer", "hint"), [(1, "not a string"), ("alpha*r", "one of")])
+@pytest.mark.parametrize(("answer", "hint"), [(1, "not a string"),
+                                             ("alpha*r", "write it as one of"),
+                                             ("a/r", "write it as one of")])
 def test_scaling_explains_answers_that_are_not_scalings(capsys, answer, hint) -> None:
     assert_rejected(capsys, check_scaling(adam_progress=answer), hint)
 

@@ -122,12 +122,42 @@ def _grad_x_mistakes(case: dict[str, Any]) -> list[Mistake]:
                         "and then B, and that path adds its own term."),
         Mistake((frozen + s * lora) / len(x),
                 "do not average again: grad_h already holds the loss's 1/(N·out)."),
+        Mistake(len(x) * (frozen + s * lora),
+                "do not multiply by N: grad_h is already dL/dh of the loss you train on (its "
+                "1/(N·out) included), so dL/dx needs no extra factor."),
         Mistake((frozen + s * lora).T, "dL/dx has the shape of x: (N, in), one row per input."),
     ]
 
 
+def _scale_slip_hint(got: Any, case: dict[str, Any], dtype: str) -> str | None:
+    """The hint for an answer ``G W0 + c (G B) A`` with a factor ``c`` other than ``alpha / r``
+    (a global ``s``, ``r`` or ``alpha``, ``s**2``, ...), or None if ``got`` is not of that form.
+
+    ``c`` is the least-squares fit of ``got - G W0`` on ``(G B) A``; the answer is of that form
+    when the fitted ``G W0 + c (G B) A`` equals ``got`` to ``dtype``'s precision.
+    """
+    W0, A, B, G = (np.asarray(case[k], dtype=np.float64) for k in ("W0", "A", "B", "grad_h"))
+    frozen, lora = G @ W0, (G @ B) @ A
+    try:
+        rest = to_numpy(got) - frozen
+    except (TypeError, ValueError):
+        return None
+    if rest.shape != lora.shape:
+        return None
+    c, s = float(np.sum(rest * lora) / np.sum(lora * lora)), case["alpha"] / A.shape[0]
+    scale = float(np.abs(frozen + s * lora).max())
+    if compare(got, frozen + c * lora, "", dtype=dtype, scale=scale) is not None:
+        return None
+    return (f"the path through A and B is there, but multiplied by {c:.4g} instead of "
+            f"s = alpha / r = {s:g} (r = A.shape[0] = {A.shape[0]} here). Did you use the "
+            "notebook's `s`, `r` or `alpha` instead of the function's arguments, or square s?")
+
+
 def _check_grad_x_case(fn: Callable[..., Any], case: dict[str, Any]) -> None:
-    """Compare ``fn`` on ``case`` with the reference; raise :class:`LearnerError` if wrong."""
+    """Compare ``fn`` on ``case`` with the reference; raise :class:`LearnerError` if wrong.
+
+    An answer computed in float32 and returned as float64 passes at float32's precision.
+    """
     args = [case[k] for k in _GRAD_X_NAMES]
     got = call(fn, *args, names=_GRAD_X_NAMES, error_hint=_grad_x_error_hint,
                in_place_hint="build new arrays instead of `+=` on an argument: LoRA never "
@@ -136,13 +166,14 @@ def _check_grad_x_case(fn: Callable[..., Any], case: dict[str, Any]) -> None:
     expected = lora_backward(*as64).x
     dtype = least_precise(got, *args)
     problem = compare(got, expected, "dL/dx", dtype=dtype)
-    if problem is None:
-        return
+    if problem is None or compare(got, expected, "dL/dx", dtype="float32") is None:
+        return                                     # right, at least to float32's precision
     shown = (f"for x {case['x'].shape}, A {case['A'].shape}, B {case['B'].shape}, "
              f"alpha={case['alpha']}: ")
-    hint = match_mistake(got, _grad_x_mistakes(case), expected, dtype=dtype) or (
-        "x reaches h along two paths, through W0 and through A then B. dL/dx adds one term "
-        f"per path, each a product with grad_h. Here {_SHAPES}.")
+    hint = (match_mistake(got, _grad_x_mistakes(case), expected, dtype=dtype)
+            or _scale_slip_hint(got, case, dtype) or
+            "x reaches h along two paths, through W0 and through A then B. dL/dx adds one term "
+            f"per path, each a product with grad_h. Here {_SHAPES}.")
     raise LearnerError(shown + problem, hint)
 
 
@@ -152,7 +183,8 @@ def check_grad_x(my_grad_x: Callable[..., Any]) -> bool:
     ``grad_h`` (N, out) is dL/dh for a batch of rows ``x`` (N, in); the answer is
     ``grad_h @ W0 + (alpha / r) * (grad_h @ B) @ A``, compared with
     :func:`lora_lab.numpy_lora.lora_backward` at the precision of the learner's
-    numbers (float32 answers pass at float32 precision). Why: W0 is frozen and gets no
+    numbers (float32 answers pass at float32 precision, also when cast back to
+    float64). Why: W0 is frozen and gets no
     weight gradient, yet the backward pass still goes through it -- the derivation
     shows exactly what LoRA saves and what it does not.
     """
@@ -264,6 +296,7 @@ def _compare_starts(name: str, predicted: set[str], seen: set[str]) -> None:
 
 # --------------------------------------------------------------------------- unmerge error
 
+FLOAT16_EPS = float(np.finfo(np.float16).eps)
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
 TOLERANCE_FACTOR = 10.0
@@ -311,21 +344,39 @@ def _one_number(value: Any) -> float | None:
     return number(value)
 
 
+def _near(value: float, eps: float, measured: float, factor: float) -> bool:
+    """Whether ``value`` is within ``factor`` of ``eps`` times the entries' size.
+
+    The size is estimated from the measurement as ``2 * measured / FLOAT32_EPS`` (a float32
+    rounding moves an entry by up to eps/2 times its size), so the test does not need the
+    weights themselves.
+    """
+    size = 2 * measured / FLOAT32_EPS
+    return eps * size / factor <= value <= eps * size * factor
+
+
 def _unmerge_hint(value: float, measured: float) -> str:
-    """The hint for a prediction outside the accepted range around ``measured``."""
+    """The hint for a prediction outside the accepted range around ``measured``.
+
+    Bands, each relative to the measurement: float64's eps (x/÷ 20), float16's eps or the
+    square root of float32's (x/÷ 8; the two are too close to tell apart); otherwise simply too
+    optimistic or too pessimistic.
+    """
+    rounding = (f"one rounding in float32 changes an entry by at most half the spacing of "
+                f"float32 numbers near it, eps/2 times the entry's size (eps = "
+                f"np.finfo(np.float32).eps = {FLOAT32_EPS:.1e}), and the round trip rounds twice.")
     if value == 0:
         return ("W0 + ΔW is rounded to the nearest float32 number, and so is the difference "
                 "after subtracting ΔW again: some information is lost on the way.")
-    if value < 1e-12:
+    if _near(value, FLOAT64_EPS, measured, 20):
         return (f"that is float64's precision (eps = {FLOAT64_EPS:.1e}); here the merge is done "
                 f"in float32, whose eps = np.finfo(np.float32).eps = {FLOAT32_EPS:.1e}.")
     if value < measured:
-        return ("too optimistic: each rounding may change an entry by up to half the spacing "
-                "of float32 numbers near it, about eps/2 times the entry's size, with "
-                f"eps = {FLOAT32_EPS:.1e}.")
-    return ("too pessimistic: the error does not grow with the number of entries; each entry "
-            "is rounded twice, each time by at most half a float32 spacing, about eps/2 "
-            f"times its size (eps = {FLOAT32_EPS:.1e}).")
+        return "too optimistic: " + rounding
+    if _near(value, FLOAT16_EPS, measured, 8):
+        return (f"that is the size of float16's eps ({FLOAT16_EPS:.1e}) or of the square root of "
+                f"float32's ({FLOAT32_EPS ** 0.5:.1e}), and neither applies here: " + rounding)
+    return "too pessimistic: " + rounding
 
 
 # --------------------------------------------------------------------------- scaling choices
@@ -354,18 +405,34 @@ _SCALING_HINTS: dict[tuple[str, str], str] = {
 }
 
 
+# Spellings of the same scaling, rewritten in this order (after lower-casing and removing
+# spaces): module prefixes go, every way of writing the square root of r becomes sqrt(r).
+_SPELLINGS = (("numpy.", ""), ("np.", ""), ("math.", ""), ("torch.", ""), ("α", "alpha"),
+              ("√(r)", "sqrt(r)"), ("√r", "sqrt(r)"), ("r**(1/2)", "sqrt(r)"),
+              ("r**0.5", "sqrt(r)"), ("r**.5", "sqrt(r)"), ("r^(1/2)", "sqrt(r)"),
+              ("r^0.5", "sqrt(r)"), ("sqrtr", "sqrt(r)"))
+_SYNONYMS = {"alpha*r**-0.5": "alpha/sqrt(r)", "alpha*r**(-0.5)": "alpha/sqrt(r)",
+             "alpha*r**(-1/2)": "alpha/sqrt(r)", "rslora": "alpha/sqrt(r)",
+             "rs-lora": "alpha/sqrt(r)", "alpha*r**-1": "alpha/r", "alpha*r**(-1)": "alpha/r",
+             "1": "none", "no": "none", "noscaling": "none", "without": "none"}
+
+
 def _normalise_scaling(value: Any, name: str) -> str:
-    """``value`` as one of :data:`SCALINGS`; raise :class:`LearnerError` if it is not one."""
+    """``value`` as one of :data:`SCALINGS`; raise :class:`LearnerError` if it is not one.
+
+    Accepts the usual ways of writing the same thing: ``α``, ``√r``, ``np.sqrt(r)``,
+    ``math.sqrt(r)``, ``r**(1/2)``, ``r**0.5``, ``alpha*r**-0.5``, ``rsLoRA``, any spaces
+    and capitals.
+    """
+    hint = f"write it as one of {', '.join(map(repr, SCALINGS))}."
     if not isinstance(value, str):
-        raise LearnerError(f"{name} is a {type(value).__name__}, not a string.",
-                           f"write one of {', '.join(map(repr, SCALINGS))}.")
-    text = value.lower().replace(" ", "").replace("α", "alpha").replace("√r", "sqrt(r)")
-    text = text.replace("r**0.5", "sqrt(r)").replace("r^0.5", "sqrt(r)")
-    text = {"alpha/sqrtr": "alpha/sqrt(r)", "1": "none", "no": "none", "noscaling": "none",
-            "without": "none"}.get(text, text)
+        raise LearnerError(f"{name} is a {type(value).__name__}, not a string.", hint)
+    text = value.lower().replace(" ", "")
+    for old, new in _SPELLINGS:
+        text = text.replace(old, new)
+    text = _SYNONYMS.get(text, text)
     if text not in SCALINGS:
-        raise LearnerError(f"{name} = {value!r} is not one of the three scalings.",
-                           f"write one of {', '.join(map(repr, SCALINGS))}.")
+        raise LearnerError(f"{name} = {value!r} is not one of the three scalings.", hint)
     return text
 
 
@@ -373,11 +440,12 @@ def check_scaling_choices(adam_progress: Any, adam_step_size: Any, gd_progress: 
                           observed: Mapping[str, str]) -> bool:
     """Check which scaling keeps which property of the first step steady as r grows.
 
-    Each answer is ``"alpha/r"``, ``"alpha/sqrt(r)"`` or ``"none"`` (``α``, ``√r`` and
-    spaces are fine). ``observed`` maps each question name to the scaling the
-    notebook's experiment found steadiest over the ranks (a malformed ``observed``
-    raises ``ValueError``). Why: which scaling is "rank-stable" depends on what you
-    hold fixed and on the optimiser; predicting it forces the derivation.
+    Each answer is ``"alpha/r"``, ``"alpha/sqrt(r)"`` or ``"none"`` (``α``, ``√r``,
+    ``np.sqrt(r)``, ``r**0.5``, ``rsLoRA``, capitals and spaces are fine). ``observed``
+    maps each question name to the scaling the notebook's experiment found steadiest over
+    the ranks (a malformed ``observed`` raises ``ValueError``). Why: which scaling is
+    "rank-stable" depends on what you hold fixed and on the optimiser; predicting it forces
+    the derivation.
     """
     _check_observed(observed, SCALING_QUESTIONS, SCALINGS)
     title = "scaling choices"

@@ -165,8 +165,9 @@ _ = checks.check_init_predictions({"lora", "random"}, B_gets_gradient, outputs_c
 # \approx 1.2\cdot10^{-7}$. Rounding to the nearest one changes $w$ by at most half that
 # spacing. The round trip rounds each entry twice — once when $W_0 + \Delta W$ is stored, once
 # when $\Delta W$ is subtracted again — so the error is at most about
-# $\tfrac{\varepsilon}{2}(|W'| + |W_0|) \le \varepsilon\max|W'|$ entry by entry, for entries
-# of similar size. Predicting with the largest entry of the merged weight:
+# $\tfrac{\varepsilon}{2}(|W'| + |W_0|) \le \varepsilon\max(|W'|, |W_0|)$ entry by entry.
+# For entries of similar size, predicting with the largest entry of the merged weight gets the
+# order right:
 
 # %%
 rng = np.random.default_rng(3)
@@ -183,6 +184,9 @@ predicted_error = np.finfo(np.float32).eps * np.abs(W_merged).max()
 W0_32, delta_32 = W0.astype(np.float32), (W_merged - W0).astype(np.float32)
 W_back = (W0_32 + delta_32) - delta_32                 # merge, then unmerge, in float32
 measured_error = float(np.abs(W_back - W0_32).max())
+eps32, W_merged_32 = np.finfo(np.float32).eps, W0_32 + delta_32
+bound = eps32 / 2 * (np.abs(W_merged_32) + np.abs(W0_32)).max()       # two roundings
+assert measured_error <= bound <= eps32 * max(np.abs(W_merged_32).max(), np.abs(W0_32).max())
 print(f"predicted {predicted_error:.2g}, measured {measured_error:.2g}")
 _ = checks.check_unmerge_error(predicted_error, measured_error)
 
