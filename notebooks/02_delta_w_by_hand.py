@@ -222,7 +222,7 @@ assert round(r2_on_four / 1e6, 1) == 18.9
 
 
 # %% [markdown]
-# The last line settles a slip in the paper: Appendix D.4 lists "$r_q = r_k = r_v = r_o = 2$"
+# The last line settles a slip in the paper: Appendix D.4 lists $r_q = r_k = r_v = r_o = 2$
 # as a 37.7M configuration, but that trains 18.9M numbers; Table 15 has it right, with $r = 4$
 # on all four matrices for 37.7M (and $r = 2$ at 18.8M — the paper rounds 18.87M down there).
 #
