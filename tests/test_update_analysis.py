@@ -295,3 +295,34 @@ def test_projection_and_amplification_bad_input(rng) -> None:
         random_projection_rms(W, 5)
     with pytest.raises(TypeError, match="W must"):
         random_projection_rms("W", 1)
+
+
+# --------------------------------------------------------------------------- notebook 05's setup
+
+def test_r64_gets_the_learning_rate_the_sweep_rule_would_pick() -> None:
+    """Notebook 05 trains LoRA r = 64 at r = 8's swept learning rate: on the same validation
+    split and by the same rule (best worst seed of five, tools/sweep_digits_lr.py), it is
+    also r = 64's best among it and its neighbours in the sweep's grid."""
+    import torch
+
+    from lora_lab.digits_task import (
+        SweepRow,
+        best_lr,
+        load_lr_sweep,
+        make_task,
+        run_variant,
+        tuning_split,
+    )
+
+    torch.set_num_threads(1)
+    chosen = best_lr(load_lr_sweep(), "rotate", "LoRA r=8")
+    assert chosen == 0.02   # if the sweep changes, change the neighbours below with it
+    task, rows = tuning_split(make_task("rotate")), []
+    for lr in (0.01, 0.02, 0.05):
+        for seed in range(5):
+            try:
+                correct = run_variant(task, "lora", r=64, lr=lr, seed=seed).correct
+            except FloatingPointError:
+                correct = 0
+            rows.append(SweepRow("rotate", "LoRA r=64", lr, seed, correct, 100))
+    assert best_lr(rows, "rotate", "LoRA r=64") == chosen

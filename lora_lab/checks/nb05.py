@@ -179,11 +179,11 @@ def check_phi_by_hand(phi_same: Any, phi_orthogonal: Any, phi_nested: Any) -> bo
 def check_random_baseline(chance: Any, i: int, j: int, d: int) -> bool:
     """Check a prediction of phi's average for random subspaces of dimensions i and j in R^d.
 
-    The reference is :func:`lora_lab.update_analysis.random_similarity` ``(i, j, d)`` =
+    ``chance`` is the notebook's ``chance_<i>_<j>`` (the name the verdict uses). The
+    reference is :func:`lora_lab.update_analysis.random_similarity` ``(i, j, d)`` =
     max(i, j) / d (which the notebook then measures by Monte Carlo). ``i`` and ``j`` must
     differ, so that the typical mistakes (min for max, and others) differ from the answer.
-    Why: without its chance level, a
-    similarity is a number without a meaning.
+    Why: without its chance level, a similarity is a number without a meaning.
     """
     expected = random_similarity(i, j, d)
     if i == j:
@@ -206,7 +206,7 @@ def check_random_baseline(chance: Any, i: int, j: int, d: int) -> bool:
     ]
 
     def check() -> None:
-        _expect("chance", chance, expected, mistakes,
+        _expect(f"chance_{i}_{j}", chance, expected, mistakes,
                 "start from one random unit vector: what share of its squared length lies, "
                 f"on average, in a fixed subspace of dimension {large} in R^{d}?")
 
@@ -262,9 +262,9 @@ def check_amplification_prediction(trend: Any, random_growth: Any,
             hint = (f"the notebook measured {a_low:.3g} at r = {low} and {a_high:.3g} at "
                     f"r = {high}.")
             if expected == "down":
-                hint += (" ΔW's norm hardly changes with r, but its top-r directions catch "
-                         f"more and more of W as r grows: even random ones do ({ratio:g} "
-                         "times more directions on each side).")
+                hint += (" The factor divides ||ΔW||_F by the part of W inside ΔW's top-r "
+                         "directions, and more directions catch more of W: even random ones "
+                         f"do ({ratio:g} times more directions on each side).")
             raise LearnerError(f'trend = "{trend}" is not what happened.', hint)
         got = one_number(random_growth, "random_growth")
         if abs(got - growth) <= 0.01 * growth:

@@ -54,7 +54,7 @@ def update_spectrum_figure(spectra: Mapping[str, np.ndarray], *, shown: int = 64
     mark = check_real(mark, "mark")
     fig = Figure(figsize=(10.0, 3.6), layout="constrained")
     ax_s, ax_e = fig.subplots(1, 2)
-    for label, values in spectra.items():
+    for index, (label, values) in enumerate(spectra.items()):
         s = as_array(values, f"spectra[{label!r}]", ndim=1)
         energy = energy_curve(s)                        # checks: non-negative, largest first
         k = energy_rank(s, mark)                        # checks: 0 < mark < 1, s not zero
@@ -63,7 +63,7 @@ def update_spectrum_figure(spectra: Mapping[str, np.ndarray], *, shown: int = 64
         ax_e.plot(np.arange(1, s.size + 1), energy, color=line.get_color(), label=label)
         ax_e.plot([k], [energy[k - 1]], "o", color=line.get_color())
         ax_e.annotate(f"k = {k}", (k, energy[k - 1]), textcoords="offset points",
-                      xytext=(5, -12), fontsize=8, color=line.get_color())
+                      xytext=(5, -12 - 10 * index), fontsize=8, color=line.get_color())
     for q in fractions:
         ax_e.axhline(check_real(q, "fractions"), color="grey", linestyle="--", linewidth=0.8)
         ax_e.text(0.01, q, f"{q:.0%}", transform=ax_e.get_yaxis_transform(), fontsize=7,
