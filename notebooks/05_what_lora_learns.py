@@ -135,6 +135,7 @@ print(f"full fine-tuning (lr {lr_full:g}, seed 0): {full.correct} of {n_test} te
 for (r, seed), run in lora.items():
     print(f"LoRA r = {r:2} (lr {lr_lora:g}, seed {seed}): {run.correct} of {n_test}")
 assert min(run.correct for run in [full, *lora.values()]) >= 0.9 * n_test
+assert full.correct - lora[8, 0].correct < 0.06 * n_test      # "within a few points", as in 04
 
 # %%
 # the trap: the same seed at r = 8 and r = 64 starts layer "0" from the same 8 rows of A
