@@ -477,8 +477,9 @@ assert np.allclose(grid_layer0[:, -1], 1.0)
 # columns) and $V$ (r × n, the right ones as **rows**, NumPy's `Vt[:r]`; this is why the
 # paper writes $V^\top$), and measures how much of $W$ lies in that r × r block:
 # $$\|U^\top W V^\top\|_F.$$
-# (Appendix H.4, numbered as in arXiv v2: $U U^\top W V^\top V$ is the projection of $W$ onto ΔW's subspace.) Table 7
-# puts three versions side by side, for the 48th layer's $W_q$ of GPT-3: $U, V$ from
+# (Appendix H.4, numbered as in arXiv v2: $U U^\top W V^\top V$ is the projection of $W$
+# onto ΔW's subspace.) Table 7 puts three versions side by side, for the 48th layer's $W_q$
+# of GPT-3: $U, V$ from
 # **ΔW**, from **W itself** (the most any r directions can hold: $\sqrt{\sigma_1^2 + \dots +
 # \sigma_r^2}$ of $W$), and from a **random** matrix. The paper's **amplification factor**
 # (Appendix H.4) compares the update with what it amplifies:
