@@ -191,7 +191,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     shared = {name: paths_of[id(layer)] for name, layer in layers if len(paths_of[id(layer)]) > 1}
     if shared:
         raise ValueError(f"a LoRA layer used at several paths cannot be saved: {shared}")
-    paths = [name for name, _ in layers]
+    paths = sorted(name for name, _ in layers)  # PEFT's rules select in sorted order
     wrappers = saved_modules(model)
     keep = sorted(name for name, _ in wrappers)
     config = {

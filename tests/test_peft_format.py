@@ -366,3 +366,30 @@ def test_task_type_on_a_transformers_model(tmp_path: Path) -> None:
         input_ids=ids).logits
     ours = L.load_adapter(copy.deepcopy(llama), tmp_path).eval()
     torch.testing.assert_close(ours(input_ids=ids).logits, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_all_linear_llama_adapter_round_trips_through_peft(tmp_path) -> None:
+    """Module order (q, k, v, o, gate, up, down) is not sorted order: save must not care."""
+    import copy
+
+    from peft import PeftModel
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lora_lab import apply_lora, load_adapter, save_adapter
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                         num_attention_heads=2, vocab_size=13, max_position_embeddings=16)
+    base = LlamaForCausalLM(config).eval()
+    model = apply_lora(copy.deepcopy(base), "all-linear", r=2, alpha=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    save_adapter(model, tmp_path)
+    ids = torch.arange(10).unsqueeze(0)
+    expected = model(ids).logits
+    ours = load_adapter(copy.deepcopy(base), tmp_path)
+    theirs = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()
+    torch.testing.assert_close(ours(ids).logits, expected, rtol=0, atol=0)
+    torch.testing.assert_close(theirs(ids).logits, expected, rtol=1e-5, atol=1e-6)
