@@ -46,8 +46,11 @@ def test_target_comparison_dots_per_seed_and_base_lines() -> None:
     dots = [line for line in right.get_lines() if line.get_linestyle() == "None"]
     np.testing.assert_array_equal(dots[0].get_xdata(), [0, 0])
     np.testing.assert_array_equal(dots[0].get_ydata(), [2.8, 2.9])
-    base = [line for line in left.get_lines() if line.get_label() == "base model"]
-    assert base and base[0].get_ydata()[0] == 6.4
+    base = [line for line in right.get_lines() if line.get_label() == "base model"]
+    assert base and base[0].get_ydata()[0] == 1.5                     # near the dots: a line
+    assert not [line for line in left.get_lines() if line.get_label() == "base model"]
+    assert [t.get_text() for t in left.texts] == ["base model: 6.40 (above the chart)"]
+    assert left.get_ylim()[1] < 3                                       # the dots keep the scale
 
 
 @pytest.mark.parametrize(("new", "old", "base", "match"), [

@@ -151,17 +151,17 @@ _CLOSES_HINTS = {
     "q,v": ("all-linear puts an adapter in every Linear layer, the MLP included, where much of "
             "a transformer's knowledge sits; q,v can only change which characters each position "
             "attends to and what it reads from them."),
-    "all-linear": ("here q,v came out ahead: read the measured losses above and compare them "
-                   "with what QLoRA reports for large models."),
+    "all-linear": ("here q,v came out ahead: compare the held-out losses of §3.2 with what "
+                   "QLoRA reports for large models."),
 }
 _FORGETS_HINTS = {
     "full": ("full fine-tuning changes every weight, but how much a model forgets depends on how "
-             "far the update pushes, not only on how many parameters it touches: read the "
-             "Shakespeare losses above."),
-    "all-linear": ("all-linear spreads a small change over every layer; read the Shakespeare "
-                   "losses above to see which variant moved furthest from the base."),
-    "q,v": ("the fewest trainable parameters do not guarantee the least forgetting: read the "
-            "Shakespeare losses above."),
+             "far the update pushes, not only on how many parameters it touches: compare the "
+             "Shakespeare losses of §3.3."),
+    "all-linear": ("all-linear spreads a small change over every layer; compare the Shakespeare "
+                   "losses of §3.3 to see which variant moved furthest from the base."),
+    "q,v": ("the fewest trainable parameters do not guarantee the least forgetting: compare "
+            "the Shakespeare losses of §3.3."),
 }
 
 

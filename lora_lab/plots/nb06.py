@@ -68,9 +68,10 @@ def target_comparison_figure(new_text: Mapping[str, Sequence[float]],
 
     ``new_text`` and ``old_text`` map each variant (same names, same order) to its runs'
     held-out losses (one per seed, finite); each run is a dot, at the variant's position.
-    ``base`` ``(new, old)``: the base model's losses, drawn as dashed lines. Lower is
-    better on the left; on the right, higher means more forgotten. Raises ``ValueError``
-    if the two mappings name different variants.
+    ``base`` ``(new, old)``: the base model's losses, drawn as dashed lines (or, when one
+    lies far from the dots, written as a note, so that the dots keep a readable scale).
+    Lower is better on the left; on the right, higher means more forgotten. Raises
+    ``ValueError`` if the two mappings name different variants.
     """
     new, old = _losses_of(new_text, "new_text"), _losses_of(old_text, "old_text")
     if list(new) != list(old):
@@ -85,11 +86,27 @@ def target_comparison_figure(new_text: Mapping[str, Sequence[float]],
         for i, values in enumerate(table.values()):
             ax.plot(np.full(len(values), i), values, "o", color=f"C{i % 10}", markersize=7,
                     alpha=0.8)
-        ax.axhline(float(level), color="gray", linestyle="--", label="base model")
+        _base_level(ax, table, float(level))
         ax.set_xticks(range(len(table)), list(table))
         ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("held-out loss (nats per character)")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8)
     return fig
+
+
+def _base_level(ax: object, table: dict[str, np.ndarray], level: float) -> None:
+    """Draw the base model's loss as a dashed line, or, when it lies far outside the dots
+    (more than twice their spread away), name it in a note so the dots keep their scale."""
+    values = np.concatenate(list(table.values()))
+    low, high = float(values.min()), float(values.max())
+    spread = max(high - low, 0.1)
+    if low - 2 * spread <= level <= high + 2 * spread:
+        ax.axhline(level, color="gray", linestyle="--", label="base model")
+        ax.legend(fontsize=8)
+        return
+    ax.set_ylim(low - 0.3 * spread, high + 0.3 * spread)
+    where = "above" if level > high else "below"
+    ax.text(0.98, 0.97 if level > high else 0.03, f"base model: {level:.2f} ({where} the chart)",
+            transform=ax.transAxes, ha="right", va="top" if level > high else "bottom",
+            fontsize=8, color="gray")
