@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from ._validate import check_bool, check_int, check_real
-from .layers import LoRALinear, ModulesToSaveWrapper, check_base_linear, make_dropout
+from .layers import (
+    LoRALinear,
+    ModulesToSaveWrapper,
+    check_base_linear,
+    make_dropout,
+    shares_memory,
+)
 
 ALL_LINEAR = "all-linear"
 
@@ -156,6 +162,26 @@ def _did_you_mean(entry: str, names: list[str]) -> str:
     return f"; {entry!r}: did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
+def _string_target_error(model: nn.Module, pattern: str) -> ValueError:
+    """The error for a ``target_modules`` string (a regular expression) that matched nothing.
+
+    A string is a full-path regular expression, not a name: ``"q_proj"`` matches a
+    module at the top level only. Say so, and show the list that matches by name.
+    """
+    parts = pattern.split("|")
+    plain = all(re.fullmatch(r"[\w.]+", part) for part in parts)
+    fix = (f"pass a list instead: target_modules={parts!r}" if plain
+           else "pass a list of names instead, e.g. ['q_proj', 'v_proj']")
+    paths = _linear_names(model)
+    example = f" (such as {paths[0]!r})" if paths else ""
+    close = difflib.get_close_matches(pattern, paths, n=3)
+    guess = f"; did you mean {' or '.join(map(repr, close))}?" if close and not plain else ""
+    return ValueError(f"target_modules={pattern!r} matched no module: a string is a regular "
+                      f"expression that must match a whole module path{example}. To match "
+                      "layers by name or by the end of their path, as PEFT does for a list, "
+                      f"{fix}. The model's Linear modules are: {paths}{guess}")
+
+
 def _unmatched_entries(model: nn.Module, found: dict[str, list[str]], what: str) -> None:
     """``ValueError`` naming every entry of ``what`` that selects nothing."""
     empty = [entry for entry, names in found.items() if not names]
@@ -208,13 +234,6 @@ def _base_problem(linear: nn.Linear, name: str) -> list[str]:
 
 # --------------------------------------------------------------------------- shared tensors
 
-def _span(t: torch.Tensor) -> tuple[int, int, int]:
-    """(storage address, first byte, one past the last byte) that ``t`` reads."""
-    extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True)) + 1
-    start = t.storage_offset() * t.element_size()
-    return t.untyped_storage().data_ptr(), start, start + extent * t.element_size()
-
-
 def _tensor_owners(model: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor]]:
     """``(name, owning module, tensor)`` for every parameter and buffer, at every path."""
     owners = []
@@ -238,9 +257,8 @@ def _sharing_problems(model: nn.Module, linears: dict[str, nn.Linear]) -> list[s
             tensor = getattr(linear, attr)
             if tensor is None or not tensor.numel():
                 continue
-            ptr, lo, hi = _span(tensor)
-            others = sorted({name for name, owner, t in owners if owner is not linear
-                             and _span(t)[0] == ptr and _span(t)[1] < hi and lo < _span(t)[2]})
+            others = sorted({name for name, owner, t in owners
+                             if owner is not linear and shares_memory(tensor, t)})
             if others:
                 problems.append(f"{path}.{attr} shares its memory with {others}: a merge would "
                                 "change those too; give the layer its own weight (untie it) or "
@@ -305,6 +323,8 @@ def _choose_targets(model: nn.Module, targets: str | list[str], keep: list[str])
     """Paths of the Linear modules ``targets`` selects (none inside ``keep``), or ``ValueError``."""
     rules = TargetRules(targets, modules_to_save=[re.escape(p) for p in keep])
     found = select_modules(model, rules)
+    if isinstance(targets, str) and targets.lower() != ALL_LINEAR and not found[targets]:
+        raise _string_target_error(model, targets)
     _unmatched_entries(model, found, "target_modules")
     chosen = sorted({name for names in found.values() for name in names})
     problems = _lora_problems(model, chosen)
@@ -468,6 +488,7 @@ def _check_mergeable(model: nn.Module, layers: list[tuple[str, LoRALinear]],
         raise ValueError(f"cannot {action}: " + "; ".join(problems))
     for name, layer in layers:
         try:
+            layer.check_weight_not_shared()  # another LoRALinear on the same base, say
             layer.merged_weight()
         except ValueError as exc:
             raise ValueError(f"cannot {action} layer {name or '<root>'!r}: {exc}") from None
@@ -513,10 +534,12 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     """Unmerge every LoRA layer of ``model`` (see :meth:`LoRALinear.unmerge`). Returns ``model``.
 
     Restores each original weight bit for bit. Raises ``RuntimeError`` before
-    touching anything if a layer is not merged, or its merged weight was
-    changed since (restoring would undo that change).
+    touching anything inside :func:`disable_adapter` (which unmerges merged
+    layers until its with-block ends), if a layer is not merged, or if its
+    merged weight was changed since (restoring would undo that change).
     """
     layers = _require_lora(model)
+    _refuse_disabled(layers, "unmerge")
     _in_state(layers, merged=True, action="unmerge")
     for name, layer in layers:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 
 import torch
 from torch import nn
@@ -33,6 +34,26 @@ def factor_dtype(weight_dtype: torch.dtype) -> torch.dtype:
     are computed in this dtype too (PEFT merges a float64 base in float64).
     """
     return torch.promote_types(weight_dtype, torch.float32)
+
+
+def memory_span(t: torch.Tensor) -> tuple[int, int, int]:
+    """(storage address, first byte, one past the last byte) that ``t`` reads."""
+    extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True)) + 1
+    start = t.storage_offset() * t.element_size()
+    return t.untyped_storage().data_ptr(), start, start + extent * t.element_size()
+
+
+def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True if ``a`` and ``b`` read overlapping bytes of one storage (tied, or views)."""
+    if not (a.numel() and b.numel()) or a.is_meta or b.is_meta:
+        return False
+    (ptr_a, lo_a, hi_a), (ptr_b, lo_b, hi_b) = memory_span(a), memory_span(b)
+    return ptr_a == ptr_b and lo_a < hi_b and lo_b < hi_a
+
+
+#: Every LoRALinear alive (built, copied or unpickled), so that merge() can refuse a
+#: weight that another LoRA layer also reads. Weak: it keeps no layer alive.
+_LIVE_LAYERS: weakref.WeakSet[LoRALinear] = weakref.WeakSet()
 
 
 def check_base_linear(base: object, name: str = "base") -> nn.Linear:
@@ -96,7 +117,10 @@ class LoRALinear(nn.Module):
     :meth:`unmerge` restores it bit for bit. While merged, ``alpha`` and
     ``use_rslora`` cannot be changed (``RuntimeError``), and a forward pass
     refuses to run if ``lora_A``/``lora_B`` were edited since the merge
-    (except edits through ``.data``, which autograd does not track).
+    (except edits through ``.data``, which autograd does not track), or if it
+    would train: in training mode, with gradients enabled and a factor that
+    requires a gradient (a merged layer computes only ``base(x)``, so the
+    factors would silently get no gradient).
     """
 
     def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0,
@@ -128,6 +152,12 @@ class LoRALinear(nn.Module):
         self._merged = False  # a plain attribute: read on every forward pass
         self._adapter_disabled = False
         self.reset_lora_parameters()
+        _LIVE_LAYERS.add(self)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling and ``copy.deepcopy`` build a layer without ``__init__``: register it too."""
+        super().__setstate__(state)
+        _LIVE_LAYERS.add(self)
 
     # ------------------------------------------------------------------ settings
 
@@ -235,13 +265,21 @@ class LoRALinear(nn.Module):
     def merge(self) -> None:
         """Fold the update into the base weight: ``W <- W0 + scaling * B @ A``.
 
-        Afterwards the forward pass is one plain matrix multiply. Raises
-        ``RuntimeError`` if already merged or inside :func:`disable_adapter`,
-        ``ValueError`` if the merged weight would not be finite; either way
-        nothing changes. Keeps a copy of W0 (one weight's worth of memory,
-        released by :meth:`unmerge`) so that unmerging is exact. A layer cannot
-        see the rest of the model: :func:`~lora_lab.adapters.merge_lora` also
-        refuses when another module shares this weight (tied embeddings).
+        Afterwards the forward pass is one plain matrix multiply (for
+        inference: training needs the layer unmerged). Raises ``RuntimeError``
+        if already merged or inside :func:`disable_adapter`, ``ValueError`` if
+        the merged weight would not be finite or if another
+        :class:`LoRALinear` reads this weight's memory (one base wrapped twice,
+        or two tied Linear layers: merging would change the other layer's
+        output too); in every case nothing changes. Keeps a copy of W0 (one
+        weight's worth of memory, released by :meth:`unmerge`) so that
+        unmerging is exact.
+
+        **The write goes into** ``base.weight`` **itself**, so any module that
+        shares that tensor changes with it. A single layer cannot see plain
+        modules such as an ``nn.Embedding`` tied to its weight: merge a whole
+        model with :func:`~lora_lab.adapters.merge_lora`, which refuses when
+        any module of the model shares the weight.
         """
         if self.merged:
             raise RuntimeError("LoRALinear.merge(): the layer is already merged; "
@@ -249,6 +287,7 @@ class LoRALinear(nn.Module):
         if self._adapter_disabled:
             raise RuntimeError("LoRALinear.merge(): the adapter is disabled (inside "
                                "disable_adapter); merge after the with-block")
+        self.check_weight_not_shared()
         merged = self.merged_weight()
         weight = self.base.weight
         self._original_weight = weight.detach().clone()
@@ -269,6 +308,10 @@ class LoRALinear(nn.Module):
         layer is not merged, or if the base weight itself was changed while
         merged (trained or overwritten): restoring W0 would silently undo that.
         """
+        if self._adapter_disabled:
+            raise RuntimeError("LoRALinear.unmerge(): the adapter is disabled (inside "
+                               "disable_adapter, which unmerges merged layers until the "
+                               "with-block ends); unmerge after the with-block")
         if not self.merged:
             raise RuntimeError("LoRALinear.unmerge(): the layer is not merged; "
                                "there is nothing to unmerge")
@@ -296,6 +339,37 @@ class LoRALinear(nn.Module):
                             f"convert with x.to({dtype})")
         if self.merged:
             self._check_merge_is_current()
+            self._refuse_training_while_merged()
+
+    def _refuse_training_while_merged(self) -> None:
+        """``RuntimeError`` for a merged forward pass that would train (see the class doc)."""
+        if (self.training and torch.is_grad_enabled()
+                and (self.lora_A.requires_grad or self.lora_B.requires_grad)):
+            raise RuntimeError(
+                "this LoRALinear is merged, and the forward pass runs in training mode with "
+                "gradients enabled: a merged layer computes only base(x), so lora_A and lora_B "
+                "would get no gradient and never learn. To train, unmerge first "
+                "(unmerge_lora(model) or layer.unmerge()); for inference, call model.eval() or "
+                "run under torch.no_grad()")
+
+    def check_weight_not_shared(self) -> None:
+        """``ValueError`` if another live :class:`LoRALinear` reads this layer's weight memory.
+
+        Merging writes into ``base.weight``; another LoRA layer over the same (or an
+        overlapping) tensor would change its output with it. Plain modules that share
+        the weight are invisible to a layer: :func:`~lora_lab.adapters.merge_lora`
+        checks those.
+        """
+        weight = self.base.weight
+        others = [o for o in list(_LIVE_LAYERS) if o is not self
+                  and any(t is not None and shares_memory(weight, t)
+                          for t in (o.base.weight, o.base.bias))]
+        if others:
+            kind = ("wraps the same base layer" if any(o.base is self.base for o in others)
+                    else "has a base weight sharing this weight's memory (tied Linear layers)")
+            raise ValueError(f"cannot merge: another LoRALinear {kind}, so merging would change "
+                             "that layer's output too; give each LoRALinear its own nn.Linear "
+                             "(copy.deepcopy(base))")
 
     def _check_merge_is_current(self, thorough: bool = False) -> None:
         """``RuntimeError`` if lora_A/lora_B were edited since :meth:`merge`.

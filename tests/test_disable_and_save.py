@@ -304,3 +304,17 @@ def test_wrapped_models_copy_and_pickle() -> None:
     torch.save(model, buffer)
     buffer.seek(0)
     assert torch.equal(torch.load(buffer, weights_only=False)(X), expected)
+
+
+def test_unmerging_inside_disable_adapter_names_the_with_block() -> None:
+    """Review 03: a merged model's unmerge inside the block used to say "already unmerged"."""
+    model = adapted()
+    L.merge_lora(model)
+    with L.disable_adapter(model):
+        inside = snapshot(model)
+        for call in (L.unmerge_lora, lambda m: m.body[0].unmerge()):
+            with pytest.raises(RuntimeError, match="disable_adapter") as info:
+                call(model)
+            assert "already unmerged" not in str(info.value)
+            assert_unchanged(model, inside)
+    assert all(layer.merged for _, layer in L.lora_layers(model))  # merged again on exit

@@ -117,6 +117,7 @@ def test_merge_unmerge_and_forward_while_merged() -> None:
     layer.merge()
     assert layer.merged
     torch.testing.assert_close(layer.base.weight, w0 + layer.delta_weight())
+    layer.eval()  # a merged layer is for inference: in training mode it would refuse
     torch.testing.assert_close(layer(x), layer.base(x), rtol=0, atol=0)  # base alone
     torch.testing.assert_close(layer(x), before)
     with pytest.raises(RuntimeError, match="already merged"):
@@ -173,7 +174,8 @@ def test_low_precision_bases_keep_their_dtype(dtype: torch.dtype) -> None:
     assert layer.lora_A.grad is not None and layer.base.weight.grad is None
     layer.merge()
     assert layer.base.weight.dtype == dtype
-    torch.testing.assert_close(layer(x).float(), reference, rtol=tol, atol=tol)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x).float(), reference, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype,factors", [(torch.float16, torch.float32),

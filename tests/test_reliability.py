@@ -415,8 +415,9 @@ def test_merging_in_training_mode_with_dropout_gives_the_eval_output() -> None:
     layer.train()
     assert not torch.equal(layer(x), layer(x))  # dropout is random before merging
     layer.merge()
-    torch.testing.assert_close(layer(x), eval_output)
-    assert torch.equal(layer(x), layer(x))
+    with torch.no_grad():  # training mode, but not training: a merged layer allows that
+        torch.testing.assert_close(layer(x), eval_output)
+        assert torch.equal(layer(x), layer(x))
 
 
 def test_a_lora_layer_at_two_paths_is_unloaded_at_both() -> None:
@@ -573,3 +574,123 @@ def test_an_entry_matching_only_modules_to_save_is_refused() -> None:
     L.apply_lora(model, "all-linear", modules_to_save=["o_proj"])  # all but the saved ones
     assert sorted(n for n, _ in L.lora_layers(model)) == [
         f"{i}.{p}_proj" for i in (0, 2) for p in "kqv"]
+
+
+# =========================================================================== review 03: merging a
+# layer alone, training while merged, a string of targets
+
+def two_layers_on(shared: str) -> tuple[L.LoRALinear, L.LoRALinear]:
+    """Two LoRA layers whose base weights are one tensor: one base wrapped twice, or tied."""
+    torch.manual_seed(0)
+    first = nn.Linear(4, 4)
+    second = first if shared == "one base" else nn.Linear(4, 4)
+    if shared == "tied weights":
+        second.weight = first.weight
+    pair = L.LoRALinear(first, r=2), L.LoRALinear(second, r=2)
+    for layer in pair:
+        randomize(nn.ModuleList([layer]))
+    return pair
+
+
+@pytest.mark.parametrize("shared", ["one base", "tied weights"])
+@pytest.mark.parametrize("copied", [False, True])
+def test_merging_a_layer_whose_weight_another_lora_layer_reads_is_refused(shared: str,
+                                                                         copied: bool) -> None:
+    """The reviewer's case: merging one layer used to change the other layer's output."""
+    pair = two_layers_on(shared)
+    if copied:  # a deep copy keeps the sharing, and its layers are known too
+        pair = copy.deepcopy(pair)
+    a, b = pair
+    x = torch.randn(3, 4)
+    holders = [nn.ModuleList([layer]) for layer in pair]
+    before = [snapshot(holder) for holder in holders]
+    with torch.no_grad():
+        b_output = b(x)
+    with pytest.raises(ValueError, match=r"another LoRALinear .*its own nn\.Linear"):
+        a.merge()
+    with pytest.raises(ValueError, match=r"cannot merge.*(another LoRALinear|shares its memory)"):
+        L.merge_lora(nn.Sequential(a, b))  # the model-level check names the paths
+    for holder, state in zip(holders, before, strict=True):
+        assert_unchanged(holder, state)
+    with torch.no_grad():
+        assert torch.equal(b(x), b_output)
+
+
+def test_a_layer_merges_once_the_other_layer_on_its_weight_is_gone() -> None:
+    a, b = two_layers_on("one base")
+    del b  # only a weak reference was kept: nothing stops the merge now
+    a.merge()
+    assert a.merged
+
+
+def test_a_plain_module_tied_to_the_weight_is_invisible_to_a_layer_but_not_to_merge_lora() -> None:
+    """Documented limit: LoRALinear.merge() cannot see an nn.Embedding; merge_lora refuses."""
+    model = randomize(L.apply_lora(LM(tie=False), ["lm_head"], r=2))
+    model.embed.weight = model.lm_head.base.weight  # tied after apply_lora
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"shares its memory with \['embed\.weight'\]"):
+        L.merge_lora(model)
+    assert_unchanged(model, before)
+    embedding = model.embed.weight.detach().clone()
+    model.lm_head.merge()  # what the docstring warns about: the write goes into the tensor
+    assert not torch.equal(model.embed.weight, embedding)
+
+
+def training_setup(keep_head: bool) -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+    model = randomize(L.apply_lora(model, ["0"], r=2, modules_to_save=["2"] if keep_head
+                                   else None))
+    return model, torch.randn(5, 4)
+
+
+@pytest.mark.parametrize("keep_head", [False, True])
+def test_training_a_merged_model_is_refused_with_a_clear_message(keep_head: bool) -> None:
+    """Without a trainable head PyTorch used to fail with a generic message; with one, LoRA
+    silently did not learn (no gradient reached lora_A/lora_B)."""
+    model, x = training_setup(keep_head)
+    L.merge_lora(model)
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match=r"merged.*training mode.*unmerge first.*model\.eval"):
+        model(x)
+    assert_unchanged(model, before)
+    with torch.no_grad():  # inference is fine: under no_grad ...
+        expected = model(x)
+    assert torch.equal(model.eval()(x), expected)  # ... and in eval mode
+    model.train()
+    for _, layer in L.lora_layers(model):  # frozen factors: nothing would be lost
+        layer.lora_A.requires_grad_(False)
+        layer.lora_B.requires_grad_(False)
+    assert torch.equal(model(x), expected)
+
+
+def test_after_unmerging_the_factors_train_again() -> None:
+    model, x = training_setup(keep_head=True)
+    L.unmerge_lora(L.merge_lora(model))
+    model(x).square().mean().backward()
+    assert all(layer.lora_B.grad is not None and layer.lora_B.grad.any()
+               for _, layer in L.lora_layers(model))
+
+
+@pytest.mark.parametrize("targets,fix", [("q_proj", "target_modules=['q_proj']"),
+                                         ("q_proj|v_proj", "target_modules=['q_proj', 'v_proj']"),
+                                         (r"(q|v)_proj", "e.g. ['q_proj', 'v_proj']")])
+def test_a_string_of_names_is_explained_as_a_full_path_regex(targets: str, fix: str) -> None:
+    """The reviewer's case: 'q_proj' (a string) used to get "did you mean 'q_proj'?"."""
+    model = attention_model()
+    before = snapshot(model)
+    with pytest.raises(ValueError) as info:
+        L.apply_lora(model, targets)
+    message = str(info.value)
+    assert f"target_modules={targets!r} matched no module" in message
+    assert "a string is a regular expression that must match a whole module path" in message
+    assert fix in message and "'0.q_proj'" in message  # the Linear modules listed
+    assert "did you mean 'q_proj'" not in message
+    assert_unchanged(model, before)
+    L.apply_lora(model, [targets] if "|" not in targets and "(" not in targets
+                 else ["q_proj", "v_proj"])  # the suggested list works
+
+
+def test_a_misspelt_full_path_regex_gets_a_did_you_mean() -> None:
+    with pytest.raises(ValueError, match=r"did you mean '0\.q_proj'"):
+        L.apply_lora(attention_model(), r"0\.q_prj")
