@@ -68,14 +68,20 @@ def test_exceptions_and_none_are_reported_not_raised(capsys, check) -> None:
 
 
 def test_checking_does_not_change_the_notebooks_random_numbers(capsys) -> None:
+    """Review 03: check_lora_setup ran the learner's apply_lora (which draws A) unforked."""
     torch.manual_seed(123)
     expected = torch.rand(3)
-    torch.manual_seed(123)
-    checks.check_first_adam_step(False, True)
-    checks.check_expected_output(lambda layer, x: layer.eval()(x))
-    checks.check_lora_setup(lambda model, lr: stub())
-    capsys.readouterr()
-    assert torch.equal(torch.rand(3), expected)
+    for answers in ((count, (False, True), setup_right, expected_eval, ("higher", "lower")),
+                    (lambda s, r: (1, 2), (True, True), setup_sgd,
+                     lambda layer, x: layer.train()(x), ("the same", "the same"))):
+        torch.manual_seed(123)
+        checks.check_parameter_count(answers[0])
+        checks.check_first_adam_step(*answers[1])
+        checks.check_lora_setup(answers[2])
+        checks.check_expected_output(answers[3])
+        checks.check_best_lr_shift(*answers[4], BEST)
+        capsys.readouterr()
+        assert torch.equal(torch.rand(3), expected)
 
 
 # --------------------------------------------------------------------------- parameter count
@@ -93,6 +99,14 @@ def count(shapes, r):
     lambda t: tuple(torch.tensor(float(v), dtype=torch.float32) for v in t),
 ])
 def test_count_accepts_every_form_of_the_right_numbers(capsys, convert) -> None:
+    assert_accepted(capsys, checks.check_parameter_count(lambda s, r: convert(count(s, r))))
+
+
+@pytest.mark.parametrize("convert", [np.array, lambda t: np.array(t, dtype=np.float32),
+                                     torch.tensor,
+                                     lambda t: torch.tensor(t, dtype=torch.float32)])
+def test_count_accepts_the_pair_as_one_array_or_tensor(capsys, convert) -> None:
+    """Review 03: a correct pair in one length-2 tensor was refused as 'not a pair'."""
     assert_accepted(capsys, checks.check_parameter_count(lambda s, r: convert(count(s, r))))
 
 
@@ -126,6 +140,8 @@ def _lora(s, r):
     (lambda s, r: (_lora(s, r), _weights(s) + _biases(s)), "the new A and B included"),
     (lambda s, r: (_lora(s, r), _weights(s) + _lora(s, r)), "also has a bias"),
     (lambda s, r: (_lora(s, r), _weights(s)), "weights, biases and the adapter"),
+    (lambda s, r: (_lora(s, r), _weights(s) + sum(i for _, i in s) + _lora(s, r)),
+     "out_features, not in_features"),  # shapes read as (in, out): a bias of in_features
     (lambda s, r: (_lora(s, r), _lora(s, r)), "the trainable count again"),
     (lambda s, r: count(s, r)[::-1], "the pair is swapped"),
     (lambda s, r: (count(s, r)[0], 7), "write down, for each layer"),
@@ -137,6 +153,7 @@ def test_count_rejects_each_typical_mistake_with_its_own_hint(capsys, wrong, hin
 @pytest.mark.parametrize(("answer", "hint"), [
     (lambda s, r: count(s, r)[0], "not a pair"),
     (lambda s, r: (1, 2, 3), "not a pair"),
+    (lambda s, r: torch.tensor([1, 2, 3]), "not a pair"),
     (lambda s, r: (0.5, 2.0), "two whole numbers"),
     (lambda s, r: ("24", "130"), "two whole numbers"),
 ])
@@ -146,7 +163,8 @@ def test_count_explains_answers_that_are_not_two_counts(capsys, answer, hint) ->
 
 # --------------------------------------------------------------------------- first Adam step
 
-@pytest.mark.parametrize(("a", "b"), [(False, True), (np.bool_(False), np.bool_(True))])
+@pytest.mark.parametrize(("a", "b"), [(False, True), (np.bool_(False), np.bool_(True)),
+                                      (torch.tensor(False), torch.tensor(True))])
 def test_first_step_accepts_the_right_prediction(capsys, a, b) -> None:
     assert_accepted(capsys, checks.check_first_adam_step(a, b))
 
@@ -196,8 +214,19 @@ def setup_sgd(model, lr):
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
-@pytest.mark.parametrize("answer", [setup_right, setup_all_parameters_after, setup_sgd])
-def test_setup_accepts_every_optimizer_that_trains_the_adapter(capsys, answer) -> None:
+def setup_adamw(model, lr):
+    apply_lora(model, ["q_proj", "v_proj"], r=4, alpha=8)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def setup_regex(model, lr):
+    apply_lora(model, r"(q|v)_proj", r=4, alpha=8)
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+@pytest.mark.parametrize("answer", [setup_right, setup_all_parameters_after, setup_adamw,
+                                    setup_regex])
+def test_setup_accepts_every_adam_that_trains_the_adapter(capsys, answer) -> None:
     assert_accepted(capsys, checks.check_lora_setup(answer))
 
 
@@ -242,6 +271,26 @@ def setup_returns_model(model, lr):
     return apply_lora(model, ["q_proj", "v_proj"], r=4, alpha=8)
 
 
+def setup_unfreezes_everything(model, lr):
+    apply_lora(model, ["q_proj", "v_proj"], r=4, alpha=8)
+    model.requires_grad_(True)
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def setup_freezes_a(model, lr):
+    apply_lora(model, ["q_proj", "v_proj"], r=4, alpha=8)
+    for name, p in model.named_parameters():
+        if name.endswith("lora_A"):
+            p.requires_grad_(False)
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def setup_huge_weight_decay(model, lr):
+    apply_lora(model, ["q_proj", "v_proj"], r=4, alpha=8)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                             weight_decay=1e6)
+
+
 @pytest.mark.parametrize(("answer", "hint"), [
     (setup_trap, "create it after apply_lora"),
     (setup_unrelated, "give the optimizer the trainable parameters"),
@@ -251,9 +300,15 @@ def setup_returns_model(model, lr):
     (setup_default_rank, "pass r=4, alpha=8"),
     (setup_copy, "on the model you were given"),
     (setup_returns_model, "not an optimizer"),
+    (setup_sgd, "the exercise asks for Adam"),
+    (setup_unfreezes_everything, "don't unfreeze the model's own weights"),
+    (setup_freezes_a, "must stay trainable"),
+    (setup_huge_weight_decay, "raised the loss"),
 ])
 def test_setup_rejects_each_typical_mistake_with_its_own_hint(capsys, answer, hint) -> None:
-    assert_rejected(capsys, checks.check_lora_setup(answer), hint)
+    out = assert_rejected(capsys, checks.check_lora_setup(answer), hint)
+    if answer is setup_freezes_a:  # review 03: it was told to do what it had done
+        assert "every parameter that requires a gradient" not in out
 
 
 # --------------------------------------------------------------------------- expected output
@@ -283,6 +338,13 @@ def test_expected_output_accepts_every_correct_answer(capsys, answer) -> None:
     assert_accepted(capsys, checks.check_expected_output(answer))
 
 
+def sampled_average(layer, x, n: int = 2000):
+    """A Monte-Carlo average over n masks, seeded: the same every call, but not exact."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return layer.train()(x.expand(n, *x.shape)).mean(0)
+
+
 def _branch(layer, x):
     return layer.scaling * (x @ layer.lora_A.T) @ layer.lora_B.T
 
@@ -298,10 +360,14 @@ def _branch(layer, x):
     (lambda layer, x: layer.train()(x), "changes from call to call"),
     (lambda layer, x: expected_eval(layer, x).T, "expected shape"),
     (lambda layer, x: 2 * expected_eval(layer, x), "only dropout(x) is random"),
+    (lambda layer, x: sampled_average(layer, x), "close, but not exact"),
+    (lambda layer, x: x @ (layer.weight + layer.delta_weight()).T, "adds its bias"),
 ])
 def test_expected_output_rejects_each_typical_mistake_with_its_own_hint(capsys, answer,
                                                                         hint) -> None:
-    assert_rejected(capsys, checks.check_expected_output(answer), hint)
+    out = assert_rejected(capsys, checks.check_expected_output(answer), hint)
+    if hint != "close, but not exact":  # the sampling hint is for sampled answers only
+        assert "sampled masks" not in out
 
 
 def test_expected_output_catches_an_edit_of_x(capsys) -> None:
@@ -337,24 +403,45 @@ def test_shift_answer_follows_the_sweep_not_a_fixed_answer(capsys) -> None:
     assert_accepted(capsys, checks.check_best_lr_shift("the same", "higher", flat))
     assert_accepted(capsys, checks.check_best_lr_shift("unchanged", "up", flat))
     assert_rejected(capsys, checks.check_best_lr_shift("higher", "lower", flat),
-                    "best_lr_alpha_r, best_lr_rslora does not match", "read the sweep's table")
+                    "best_lr_alpha_r, best_lr_rslora does not match",
+                    "'higher' is what the first step's size suggests",
+                    "'lower' is what the first step's progress suggests",
+                    "from 0.008 at r = 1 to 0.016 at r = 64")
 
 
 @pytest.mark.parametrize(("ours", "rs", "words", "absent"), [
     ("the same", "lower", ["best_lr_alpha_r", "from 0.008 at r = 1 to 0.016 at r = 64",
-                           "a larger learning rate makes up"], "sqrt(r) grows"),
-    ("lower", "lower", ["best_lr_alpha_r", "Adam's first step gets smaller"], "best_lr_rslora"),
+                           "'the same' is what the first step's progress suggests",
+                           "its size", "suggests higher"], "best_lr_rslora"),
+    ("lower", "lower", ["best_lr_alpha_r", "neither guide", "suggests lower under alpha/r"],
+     "best_lr_rslora"),
     ("higher", "higher", ["best_lr_rslora", "from 0.008 at r = 1 to 0.004 at r = 64",
-                          "a smaller learning rate is best"], "best_lr_alpha_r"),
-    ("higher", "the same", ["best_lr_rslora", "progress grows roughly like sqrt(r)"],
-     "gets smaller"),
-    ("lower", "higher", ["best_lr_alpha_r, best_lr_rslora", "makes up", "is best"], None),
+                          "neither guide", "higher under alpha/sqrt(r)"], "best_lr_alpha_r"),
+    ("higher", "the same", ["best_lr_rslora", "'the same' is what the first step's size suggests",
+                            "suggests lower"], "best_lr_alpha_r"),
+    ("lower", "higher", ["best_lr_alpha_r, best_lr_rslora", "suggests lower under alpha/r",
+                         "higher under alpha/sqrt(r)"], None),
 ])
 def test_shift_rejects_each_wrong_direction_with_its_own_hint(capsys, ours, rs, words,
                                                               absent) -> None:
     out = assert_rejected(capsys, checks.check_best_lr_shift(ours, rs, BEST), *words)
+    assert "Which guide a whole run follows, if either, is what the sweep measures" in out
     if absent:
-        assert absent not in out
+        assert absent not in out.split("Hint:")[0]
+
+
+def test_shift_hints_never_point_against_the_sweep(capsys) -> None:
+    """Every hint describes a guide and then the measurement: whatever the sweep found, a
+    hint names the measured learning rates, never a direction of its own."""
+    for ours_64 in (0.004, 0.008, 0.016):
+        for rs_64 in (0.004, 0.008, 0.016):
+            table = {**BEST, ("alpha/r", 64): ours_64, ("alpha/sqrt(r)", 64): rs_64}
+            for ours in ("higher", "lower", "the same"):
+                for rs in ("higher", "lower", "the same"):
+                    result = checks.check_best_lr_shift(ours, rs, table)
+                    out = capsys.readouterr().out
+                    if not result:
+                        assert "the sweep found" in out and "Hint:" in out
 
 
 @pytest.mark.parametrize(("ours", "rs", "words"), [

@@ -27,6 +27,7 @@ from ._core import (
     number,
     require_answered,
     run_checker,
+    to_numpy,
     verdict,
 )
 
@@ -42,6 +43,7 @@ SCALINGS = ("alpha/r", "alpha/sqrt(r)")
 
 
 # --------------------------------------------------------------------------- exercise 1
+# (§2: which factor does the first Adam step change?)
 
 def _first_adam_step() -> tuple[bool, bool]:
     """Run the experiment: one Adam step on a fresh LoRALinear; (A changed, B changed)."""
@@ -72,6 +74,14 @@ _STEP_HINTS = {
 }
 
 
+def _is_bool(value: Any) -> bool:
+    """True for ``True``/``False``, NumPy's bools and a one-element bool tensor."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    return (type(value).__module__.startswith("torch") and str(getattr(value, "dtype", ""))
+            == "torch.bool" and getattr(value, "numel", lambda: 0)() == 1)
+
+
 def check_first_adam_step(a_changes: Any, b_changes: Any) -> bool:
     """Check the prediction: after one Adam step from LoRA's start (B = 0, A random), has
     ``lora_A`` changed (``a_changes``) and has ``lora_B`` (``b_changes``)? Each is a bool.
@@ -86,7 +96,7 @@ def check_first_adam_step(a_changes: Any, b_changes: Any) -> bool:
     except LearnerError as wrong:
         return verdict(title, wrong.problem, wrong.hint)
     for name, value in (("a_changes", a_changes), ("b_changes", b_changes)):
-        if not isinstance(value, (bool, np.bool_)):
+        if not _is_bool(value):
             return verdict(title, f"{name} must be True or False, got {value!r}.",
                            "answer True if the factor changed in the first step, False if not.")
     truth = dict(zip(("a_changes", "b_changes"), _first_adam_step(), strict=True))
@@ -101,6 +111,7 @@ def check_first_adam_step(a_changes: Any, b_changes: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 2
+# (§2.2: trainable and total parameters with biases)
 
 def _reference_counts(shapes: list[tuple[int, int]], r: int) -> tuple[int, int]:
     """(trainable, total) from lora_lab: Linear layers with bias, all adapted at rank r."""
@@ -140,6 +151,9 @@ def _count_mistakes(shapes: list[tuple[int, int]], r: int) -> tuple[list[Mistake
                                   "'all params' both do)."),
         Mistake(weights + lora, "each Linear also has a bias of out_features numbers: frozen, "
                                 "but part of the total."),
+        Mistake(weights + sum(i for _, i in shapes) + lora,
+                "a bias has one number per output, out_features, not in_features: each shape "
+                "is (out_features, in_features), as nn.Linear's weight."),
         Mistake(weights, "the total is every parameter: weights, biases and the adapter."),
         Mistake(lora, "that is the trainable count again; the total counts the frozen "
                       "parameters too."),
@@ -157,6 +171,8 @@ def _check_count_case(fn: Callable[..., Any], case: tuple[list[tuple[int, int]],
     shapes, r = case
     shown = f"my_parameter_count({shapes}, {r})"
     got = call(fn, list(shapes), r)
+    if not isinstance(got, (tuple, list)) and tuple(getattr(got, "shape", ())) == (2,):
+        got = list(got)  # one array or tensor holding the pair
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         raise LearnerError(f"{shown} returned {type(got).__name__}, not a pair.",
                            "return two numbers: `return trainable, total`.")
@@ -194,6 +210,7 @@ def check_parameter_count(my_parameter_count: Callable[[list[tuple[int, int]], i
 
 
 # --------------------------------------------------------------------------- exercise 3
+# (§2.4: an optimiser that trains the adapter)
 
 def _setup_model(dtype: Any) -> Any:
     """A small model with q_proj, k_proj, v_proj, o_proj, in ``dtype``."""
@@ -214,13 +231,30 @@ def _setup_model(dtype: Any) -> Any:
         return Attention().to(dtype)
 
 
-def _optimizer_problem(model: Any, optimizer: Any, lr: float) -> tuple[str, str] | None:
-    """(problem, hint) if ``optimizer`` cannot train the adapter of ``model``, else None."""
+def _trainability_problem(model: Any, layers: dict[str, Any]) -> tuple[str, str] | None:
+    """(problem, hint) if a LoRA factor is frozen or any other parameter trains, else None."""
+    frozen = [f"{name}.{which}" for name, layer in layers.items()
+              for which in ("lora_A", "lora_B") if not getattr(layer, which).requires_grad]
+    if frozen:
+        return (f"{frozen} do not require a gradient, so nothing can train them.",
+                "lora_A and lora_B must stay trainable (apply_lora leaves them so): don't "
+                "freeze them.")
+    factors = {id(p) for layer in layers.values() for p in (layer.lora_A, layer.lora_B)}
+    unfrozen = [name for name, p in model.named_parameters()
+                if p.requires_grad and id(p) not in factors]
+    if unfrozen:
+        more = " ..." if len(unfrozen) > 3 else ""
+        return (f"parameters other than the LoRA factors require a gradient: "
+                f"{unfrozen[:3]}{more}.",
+                "LoRA trains only lora_A and lora_B, and apply_lora froze everything else: "
+                "don't unfreeze the model's own weights (that is full fine-tuning again).")
+    return None
+
+
+def _holding_problem(layers: dict[str, Any], optimizer: Any, lr: float) -> tuple[str, str] | None:
+    """(problem, hint) if ``optimizer`` is not an Adam over every LoRA factor at ``lr``."""
     import torch
 
-    from ..adapters import lora_layers
-
-    layers = dict(lora_layers(model))
     factors = [p for layer in layers.values() for p in (layer.lora_A, layer.lora_B)]
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     if not any(id(p) in held for p in factors):
@@ -236,16 +270,35 @@ def _optimizer_problem(model: Any, optimizer: Any, lr: float) -> tuple[str, str]
     if any(group["lr"] != lr for group in optimizer.param_groups):
         return (f"the optimizer's learning rate is not lr = {lr}.",
                 "pass the function's lr argument to the optimizer: Adam(..., lr=lr).")
-    before = [layer.lora_B.detach().clone() for layer in layers.values()]
+    if not isinstance(optimizer, torch.optim.Adam):  # torch's AdamW is an Adam too
+        return (f"the optimizer is a {type(optimizer).__name__}; the exercise asks for Adam.",
+                "return torch.optim.Adam(..., lr=lr) (AdamW is fine too).")
+    return None
+
+
+def _step_problem(model: Any, layers: dict[str, Any], optimizer: Any) -> tuple[str, str] | None:
+    """(problem, hint) unless one step changes every lora_B and lowers a small loss."""
+    import torch
+
     with torch.random.fork_rng():
         torch.manual_seed(1)
         x = torch.randn(8, 6, dtype=layers["q_proj"].lora_A.dtype)
+        y = torch.randn(8, 6, dtype=x.dtype)
+    before = [layer.lora_B.detach().clone() for layer in layers.values()]
     optimizer.zero_grad()
-    model(x).square().mean().backward()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
     optimizer.step()
     if any(torch.equal(layer.lora_B, b) for layer, b in zip(layers.values(), before, strict=True)):
         return ("one optimizer step did not change every lora_B.",
                 "return an optimizer over the LoRA factors, e.g. torch.optim.Adam(...).")
+    with torch.no_grad():
+        raised = torch.nn.functional.mse_loss(model(x), y) >= loss
+    if raised:
+        return ("one optimizer step raised the loss on a small batch instead of lowering it.",
+                "a first Adam step at a small learning rate goes downhill: keep Adam's "
+                "defaults apart from lr=lr (a large weight_decay, say, drags the factors "
+                "away from where the gradient points).")
     return None
 
 
@@ -256,20 +309,25 @@ def _check_setup_case(fn: Callable[..., Any], case: tuple[Any, float]) -> None:
 
     dtype, lr = case
     model = _setup_model(dtype)
-    optimizer = call(fn, model, lr)
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise LearnerError(f"lora_setup returned {type(optimizer).__name__}, not an optimizer.",
-                           "return the optimizer you created, e.g. torch.optim.Adam(...).")
-    layers = dict(lora_layers(model))
-    if sorted(layers) != ["q_proj", "v_proj"]:
-        raise LearnerError(f"the model's LoRA layers are {sorted(layers)}, expected "
-                           "['q_proj', 'v_proj'].",
-                           "call apply_lora(model, ['q_proj', 'v_proj'], r=4, alpha=8) on the "
-                           "model you were given, inside the function.")
-    if any((layer.r, layer.alpha) != (4, 8) for layer in layers.values()):
-        raise LearnerError("the adapters do not have r = 4 and alpha = 8.",
-                           "pass r=4, alpha=8 to apply_lora.")
-    problem = _optimizer_problem(model, optimizer, lr)
+    with torch.random.fork_rng():  # apply_lora draws A: the notebook's numbers stay put
+        torch.manual_seed(2)
+        optimizer = call(fn, model, lr)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise LearnerError(f"lora_setup returned {type(optimizer).__name__}, not an "
+                               "optimizer.",
+                               "return the optimizer you created, e.g. torch.optim.Adam(...).")
+        layers = dict(lora_layers(model))
+        if sorted(layers) != ["q_proj", "v_proj"]:
+            raise LearnerError(f"the model's LoRA layers are {sorted(layers)}, expected "
+                               "['q_proj', 'v_proj'].",
+                               "call apply_lora(model, ['q_proj', 'v_proj'], r=4, alpha=8) on "
+                               "the model you were given, inside the function.")
+        if any((layer.r, layer.alpha) != (4, 8) for layer in layers.values()):
+            raise LearnerError("the adapters do not have r = 4 and alpha = 8.",
+                               "pass r=4, alpha=8 to apply_lora.")
+        problem = (_trainability_problem(model, layers)
+                   or _holding_problem(layers, optimizer, lr)
+                   or _step_problem(model, layers, optimizer))
     if problem:
         raise LearnerError(f"(model in {str(dtype).removeprefix('torch.')}) {problem[0]}",
                            problem[1])
@@ -279,9 +337,11 @@ def check_lora_setup(lora_setup: Callable[..., Any]) -> bool:
     """Check ``lora_setup(model, lr)``: adds LoRA (r=4, alpha=8) on q_proj and v_proj of
     ``model`` and returns an optimizer with learning rate ``lr`` that trains it.
 
-    Run on a float32 and a float64 model; the optimizer must hold every LoRA factor
-    and one step must change every ``lora_B``. Why: an optimizer created before
-    ``apply_lora`` holds only the (then frozen) base weights and trains nothing.
+    Run on a float32 and a float64 model: the factors must be the only trainable
+    parameters, the optimizer an Adam (or AdamW) at ``lr`` holding every factor, and
+    one step must change every ``lora_B`` and lower a small loss. Why: an optimizer
+    created before ``apply_lora`` holds only the (then frozen) base weights and trains
+    nothing.
     """
     import torch
 
@@ -290,6 +350,7 @@ def check_lora_setup(lora_setup: Callable[..., Any]) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 4
+# (§5: the average output over all dropout masks)
 
 def _dropout_layer(dtype: Any, p: float, seed: int) -> Any:
     """A LoRALinear (6 -> 4, r = 2) with dropout p and a non-zero B, in training mode."""
@@ -336,12 +397,33 @@ def _check_expected_case(fn: Callable[..., Any], case: tuple[Any, float, int]) -
                 "rescaling by 1/(1 - p) cancel, so dropout(x) averages to x."),
         Mistake(base, "dropout only hides entries of the adapter's input; on average the "
                       "branch s B A x is still there."),
+        Mistake(expected - layer.base.bias.detach(),
+                "the base layer adds its bias: use layer.base(x), which computes x @ W0.T + b."),
         Mistake(base + branch / layer.scaling,
                 "the branch is multiplied by the scaling: layer.scaling * (x @ A.T) @ B.T."),
     ]
-    hint = match_mistake(got, mistakes, expected, dtype=precision) or (
-        "average layer.base(x) + s B A dropout(x) over the masks: only dropout(x) is random.")
+    hint = (match_mistake(got, mistakes, expected, dtype=precision)
+            or _sampled_hint(got, expected, branch)
+            or "average layer.base(x) + s B A dropout(x) over the masks: only dropout(x) is "
+               "random.")
     raise LearnerError(problem, hint)
+
+
+def _sampled_hint(got: Any, expected: Any, branch: Any) -> str | None:
+    """The hint for an answer close to the average but not on it: an average of samples."""
+    try:
+        got_arr, expected_arr = to_numpy(got), to_numpy(expected)
+    except (TypeError, ValueError):
+        return None
+    if got_arr.shape != expected_arr.shape or not np.all(np.isfinite(got_arr)):
+        return None
+    off = np.abs(got_arr - expected_arr).max()
+    if off < 0.25 * np.abs(to_numpy(branch)).max():
+        return (f"close, but not exact (off by up to {off:.2g}). If you averaged sampled "
+                "masks: that keeps sampling noise (a fixed seed only makes it repeatable), and "
+                "the exercise asks for the exact average. What is one entry of dropout(x) on "
+                "average? Try nn.Dropout(0.5)(torch.ones(8)).")
+    return None
 
 
 def check_expected_output(expected_output: Callable[..., Any]) -> bool:
@@ -359,9 +441,12 @@ def check_expected_output(expected_output: Callable[..., Any]) -> bool:
 
 
 # --------------------------------------------------------------------------- exercise 5
+# (§8: where the best learning rate goes as r grows)
 
 _DIRECTIONS = {"higher": "higher", "up": "higher", "larger": "higher", "bigger": "higher",
+               "increase": "higher", "increases": "higher",
                "lower": "lower", "down": "lower", "smaller": "lower",
+               "decrease": "lower", "decreases": "lower",
                "the same": "the same", "same": "the same", "unchanged": "the same"}
 
 
@@ -392,13 +477,27 @@ def _observed_shifts(best: Any) -> tuple[dict[str, str], int, int]:
     return shifts, ranks[0], ranks[-1]
 
 
-_SHIFT_HINTS = {
-    ("alpha/r", "higher"): (
-        "with alpha/r, Adam's first step gets smaller as r grows (its size falls roughly like "
-        "1/sqrt(r), 02 §7.3); a larger learning rate makes up for that."),
-    ("alpha/sqrt(r)", "lower"): (
-        "with alpha/sqrt(r), the first step's progress grows roughly like sqrt(r) (02 §7.3): "
-        "at large r the steps are effectively larger, so a smaller learning rate is best."),
+#: What each answer follows in notebook 02 §7.3's first step, for each scaling: keeping
+#: the first step's first-order *progress* as at r = 1, or its *size*. The two guides
+#: disagree, and a whole run need not follow either; the verdict comes from the sweep.
+_GUIDES = {
+    ("alpha/r", "the same"): "'the same' is what the first step's progress suggests (alpha/r "
+                             "keeps it steady as r grows, 02 §7.3); its size, which shrinks "
+                             "roughly like 1/sqrt(r), suggests higher.",
+    ("alpha/r", "higher"): "'higher' is what the first step's size suggests (under alpha/r it "
+                           "shrinks roughly like 1/sqrt(r), 02 §7.3); its progress, steady "
+                           "under alpha/r, suggests the same.",
+    ("alpha/r", "lower"): "neither guide from 02 §7.3 suggests lower under alpha/r: the first "
+                          "step's progress stays steady as r grows and its size shrinks.",
+    ("alpha/sqrt(r)", "the same"): "'the same' is what the first step's size suggests "
+                                   "(alpha/sqrt(r) keeps it steady, 02 §7.3); its progress, "
+                                   "which grows roughly like sqrt(r), suggests lower.",
+    ("alpha/sqrt(r)", "lower"): "'lower' is what the first step's progress suggests (under "
+                                "alpha/sqrt(r) it grows roughly like sqrt(r), 02 §7.3); its "
+                                "size, steady under alpha/sqrt(r), suggests the same.",
+    ("alpha/sqrt(r)", "higher"): "neither guide from 02 §7.3 suggests higher under "
+                                 "alpha/sqrt(r): the first step's size stays steady as r "
+                                 "grows and its progress grows.",
 }
 
 
@@ -409,9 +508,10 @@ def check_best_lr_shift(best_lr_alpha_r: Any, best_lr_rslora: Any,
     (``best_lr_alpha_r``) and under alpha/sqrt(r) (``best_lr_rslora``).
 
     ``best`` is the notebook's sweep result ``{(scaling, r): best learning rate}``; the
-    answer is read from it, never hard-coded. Raises ``TypeError``/``ValueError`` if
-    ``best`` is not such a table. Why: when you change r, knowing which way to move the
-    learning rate halves the search.
+    answer is read from it, never hard-coded. A wrong answer's hint says which of notebook
+    02's two first-step guides (progress or size) it follows, and what the sweep found.
+    Raises ``TypeError``/``ValueError`` if ``best`` is not such a table. Why: when you
+    change r, knowing which way to move the learning rate halves the search.
     """
     title = "best learning rate"
     shifts, low, high = _observed_shifts(best)
@@ -430,7 +530,8 @@ def check_best_lr_shift(best_lr_alpha_r: Any, best_lr_rslora: Any,
         return verdict(title)
     found = "; ".join(f"under {label} the best learning rate went from {best[label, low]} at "
                       f"r = {low} to {best[label, high]} at r = {high}" for label in wrong)
-    hints = [_SHIFT_HINTS.get((label, shifts[label]), "read the sweep's table above.")
-             for label in wrong]
+    hints = [_GUIDES[label, _direction(answers[label])] for label in wrong]
     return verdict(title, f"{', '.join(names[label] for label in wrong)} does not match what the "
-                          f"sweep found: {found}.", " ".join(hints))
+                          f"sweep found: {found}.",
+                   " ".join(hints) + " Which guide a whole run follows, if either, is what the "
+                                     "sweep measures.")
