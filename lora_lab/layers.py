@@ -15,6 +15,7 @@ backward, in a module that drops into any PyTorch model.
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import weakref
 
@@ -360,16 +361,21 @@ class LoRALinear(nn.Module):
         the weight are invisible to a layer: :func:`~lora_lab.adapters.merge_lora`
         checks those.
         """
-        weight = self.base.weight
-        others = [o for o in list(_LIVE_LAYERS) if o is not self
-                  and any(t is not None and shares_memory(weight, t)
-                          for t in (o.base.weight, o.base.bias))]
+        if self._layers_sharing_the_weight():  # (no reference kept: it could be garbage)
+            gc.collect()  # a layer kept alive only by a reference cycle does not count
+        others = self._layers_sharing_the_weight()
         if others:
             kind = ("wraps the same base layer" if any(o.base is self.base for o in others)
                     else "has a base weight sharing this weight's memory (tied Linear layers)")
             raise ValueError(f"cannot merge: another LoRALinear {kind}, so merging would change "
                              "that layer's output too; give each LoRALinear its own nn.Linear "
                              "(copy.deepcopy(base))")
+
+    def _layers_sharing_the_weight(self) -> list[LoRALinear]:
+        weight = self.base.weight
+        return [o for o in list(_LIVE_LAYERS) if o is not self
+                and any(t is not None and shares_memory(weight, t)
+                        for t in (o.base.weight, o.base.bias))]
 
     def _check_merge_is_current(self, thorough: bool = False) -> None:
         """``RuntimeError`` if lora_A/lora_B were edited since :meth:`merge`.

@@ -616,8 +616,12 @@ def test_merging_a_layer_whose_weight_another_lora_layer_reads_is_refused(shared
         assert torch.equal(b(x), b_output)
 
 
-def test_a_layer_merges_once_the_other_layer_on_its_weight_is_gone() -> None:
+@pytest.mark.parametrize("cycle", [False, True])
+def test_a_layer_merges_once_the_other_layer_on_its_weight_is_gone(cycle: bool) -> None:
+    """As in digits_task.truncate_lora: a new layer on the base replaces the old one."""
     a, b = two_layers_on("one base")
+    if cycle:  # kept alive by a reference cycle until the garbage collector runs
+        b.myself = [b]
     del b  # only a weak reference was kept: nothing stops the merge now
     a.merge()
     assert a.merged
