@@ -212,9 +212,9 @@ print(f"gradient of the frozen W0: {base.weight.grad}")
 assert diff_mine < 1e-12 and base.weight.grad is None
 
 # %% [markdown]
-# A few lines of `nn.Module` reproduce notebook 02 exactly, and autograd finds the gradients we
-# derived by hand. The frozen weight has no gradient at all (`None`): nothing was computed for
-# it and nothing is stored.
+# A few lines of `nn.Module` reproduce notebook 02 to float64 rounding (differences below
+# $10^{-12}$), and autograd finds the gradients we derived by hand. The frozen weight has no
+# gradient at all (`None`): nothing was computed for it and nothing is stored.
 #
 # ### 1.3 The verified layer: `lora_lab.LoRALinear`
 #
@@ -1629,10 +1629,10 @@ assert rose == [("alpha/r", 1), ("alpha/r", 4)] + [("alpha/sqrt(r)", rr) for rr 
 # ## Summary
 #
 # * **From NumPy to PyTorch.** A LoRA layer is a frozen `nn.Linear` plus two `nn.Parameter`s and
-#   one line of `forward`; autograd reproduces notebook 02's hand-derived gradients exactly. The
-#   same layer is `lora_lab.LoRALinear` (`lora_A`, `lora_B`) and PEFT's `lora.Linear`
-#   (`lora_A["default"].weight`, …); PEFT's defaults are $r = 8$, `lora_alpha = 8`, ours
-#   $r = 8$, $\alpha = 16$.
+#   one line of `forward`; autograd reproduces notebook 02's hand-derived gradients (to float64
+#   rounding). The same layer is `lora_lab.LoRALinear` (`lora_A`, `lora_B`) and PEFT's
+#   `lora.Linear` (`lora_A["default"].weight`, …); PEFT's defaults are $r = 8$,
+#   `lora_alpha = 8`, ours $r = 8$, $\alpha = 16$.
 # * **Freezing and counting.** Frozen parameters get no gradient; backpropagation still passes
 #   through them. Trainable = $\sum r(\text{in} + \text{out})$ over the adapted layers; the total
 #   includes the adapter; biases stay frozen.

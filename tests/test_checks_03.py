@@ -466,3 +466,13 @@ def test_shift_stub_and_non_answers(capsys, ours, rs, words) -> None:
 def test_shift_refuses_a_malformed_table(best, error) -> None:
     with pytest.raises(error, match="best"):
         checks.check_best_lr_shift("higher", "lower", best)
+
+
+def test_setup_rejects_an_optimizer_that_climbs(capsys) -> None:
+    """The same gap as a huge weight decay: it holds the factors at lr, but goes uphill."""
+    def setup_maximize(model, lr):
+        apply_lora(model, ["q_proj", "v_proj"], r=4, alpha=8)
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                maximize=True)
+
+    assert_rejected(capsys, checks.check_lora_setup(setup_maximize), "raised the loss")
