@@ -131,6 +131,19 @@ def test_make_task_rejects_bad_input() -> None:
     assert dt.make_task("none", dtype=torch.float32).test_images.dtype == torch.float32
 
 
+def test_a_sweep_run_takes_as_many_steps_as_a_run_on_the_whole_adaptation_set(
+        rotate_task: dt.DigitsTask) -> None:
+    """TUNING_EPOCHS on the 200 tuning images = EPOCHS on the 300: 180 Adam steps, the same
+    learning-rate schedule (the sweep chooses learning rates for the runs it stands for)."""
+    tuning = dt.tuning_split(rotate_task)
+    steps = {name: -(-len(t.adapt_labels) // dt.BATCH_SIZE) * epochs
+             for name, t, epochs in (("tuning", tuning, dt.TUNING_EPOCHS),
+                                     ("task", rotate_task, dt.EPOCHS))}
+    assert steps == {"tuning": 180, "task": 180}
+    run = dt.run_variant(tuning, "head", lr=0.01, epochs=dt.TUNING_EPOCHS)
+    assert len(run.history.loss) == 180
+
+
 def test_tuning_split_never_uses_the_test_images(rotate_task: dt.DigitsTask) -> None:
     tuning = dt.tuning_split(rotate_task)
     assert tuning.adapt_images.shape == (200, 64) and tuning.test_images.shape == (100, 64)
@@ -150,6 +163,7 @@ def test_tuning_split_never_uses_the_test_images(rotate_task: dt.DigitsTask) -> 
     ("LoRA r=1", 1098), ("LoRA r=8", 8 * (64 + 256 + 256 + 256 + 256 + 10)),
     ("logits correction r=8", 8 * 20), ("LoRA r=8 on layer 0", 8 * (64 + 256)),
     ("LoRA r=8 + new head", 8 * (64 + 256 + 256 + 256) + 2570),
+    ("LoRA r=64", 64 * (64 + 256 + 256 + 256 + 256 + 10)),
 ])
 def test_variants_train_what_their_name_says(name: str, trainable: int) -> None:
     model = dt.build_variant(**dt.VARIANTS[name])
@@ -201,14 +215,57 @@ def test_logits_correction_is_just_another_head() -> None:
     ({"method": "lora-ish"}, ValueError, "method"),
     ({"method": "lora", "r": 0}, ValueError, "r"),
     ({"method": "head", "target_modules": ("0",)}, ValueError, "target_modules"),
+    ({"method": "head", "target_modules": ("0", "2", "4")}, ValueError, "target_modules"),
     ({"method": "full", "modules_to_save": ("4",)}, ValueError, "modules_to_save"),
     ({"method": "lora", "seed": -2}, ValueError, "seed"),
     ({"method": "lora", "dtype": "float64"}, TypeError, "dtype"),
     ({"method": "lora", "target_modules": ["7"]}, ValueError, "7"),
+    # a string is not a list of paths: "02" would silently adapt layers 0 and 2
+    ({"method": "lora", "target_modules": "02"}, TypeError, r"target_modules.*\['0', '2'\]"),
+    ({"method": "lora", "target_modules": "0"}, TypeError, "target_modules"),
+    ({"method": "lora", "target_modules": ()}, TypeError, "target_modules"),
+    ({"method": "lora", "target_modules": (0,)}, TypeError, "target_modules"),
+    ({"method": "lora", "modules_to_save": "4", "target_modules": ("0",)}, TypeError,
+     "modules_to_save"),
+    # r and alpha mean nothing to these methods: refused, not ignored
+    ({"method": "head", "r": 3}, ValueError, r"r applies to method='lora' or 'logits'"),
+    ({"method": "full", "alpha": 4.0}, ValueError, "alpha applies"),
+    ({"method": "frozen", "r": 8}, ValueError, "r applies"),
+    # no layer's update can use more than min(in, out) directions
+    ({"method": "lora", "r": 1000}, ValueError, r"r must be between 1 and 256"),
+    ({"method": "lora", "r": 65, "target_modules": ("0",)}, ValueError, "between 1 and 64"),
+    ({"method": "lora", "r": 11, "target_modules": ("4",)}, ValueError, "between 1 and 10"),
+    ({"method": "logits", "r": 11}, ValueError, "between 1 and 10"),
+    ({"method": "lora", "r": 2.0}, TypeError, "r must be an int"),
+    ({"method": "lora", "alpha": 0.0}, ValueError, "alpha"),
+    # a layer is adapted or trained whole, not both (named here, not deep in apply_lora)
+    ({"method": "lora", "modules_to_save": ("4",)}, ValueError,
+     r"both name \['4'\]: a layer is either adapted by LoRA or trained whole"),
+    # a new random head that nothing trains
+    ({"method": "lora", "new_head": True}, ValueError, r"new_head=True needs the new head"),
+    ({"method": "lora", "new_head": True, "target_modules": ("0",),
+      "modules_to_save": ("2",)}, ValueError, "new_head"),
+    ({"method": "frozen", "new_head": True}, ValueError, "new_head"),
+    ({"method": "logits", "new_head": True}, ValueError, "new_head"),
+    ({"method": "head", "new_head": 1}, TypeError, "new_head must be a bool"),
 ])
 def test_build_variant_rejects_bad_input(kwargs, error, name) -> None:
     with pytest.raises(error, match=name):
         dt.build_variant(**kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "trainable"), [
+    ({"method": "lora", "r": 16}, 16 * (64 + 256 + 256 + 256 + 256 + 10)),  # head: rank <= 10
+    ({"method": "lora", "r": 64, "target_modules": ("0",)}, 64 * (64 + 256)),
+    ({"method": "lora", "r": 10, "target_modules": ("4",)}, 10 * (256 + 10)),
+    ({"method": "logits", "r": 10}, 10 * 20),
+    ({"method": "head", "new_head": True}, 2570),
+    ({"method": "lora", "target_modules": ("0",), "modules_to_save": ("4",), "new_head": True},
+     8 * (64 + 256) + 2570),
+    ({"method": "lora", "target_modules": ["0", "2"]}, 8 * (64 + 256 + 256 + 256)),
+])
+def test_build_variant_accepts_the_edges_of_the_allowed_ranges(kwargs, trainable) -> None:
+    assert count_parameters(dt.build_variant(**kwargs)).trainable == trainable
 
 
 def test_replace_head_and_logits_correction_reject_bad_input() -> None:
@@ -236,8 +293,21 @@ def test_run_variant_trains_and_reports(rotate_task: dt.DigitsTask) -> None:
                                      rotate_task.test_labels)
     with pytest.raises(TypeError, match="task"):
         dt.run_variant("rotate", "head")
-    with pytest.raises(ValueError, match="lr"):
-        dt.run_variant(rotate_task, "head", lr=-1.0)
+
+
+@pytest.mark.parametrize(("method", "kwargs", "error", "name"), [
+    ("head", {"lr": -1.0}, ValueError, "lr"),
+    ("frozen", {"lr": -1.0}, ValueError, r"lr applies to methods that train"),
+    ("frozen", {"lr": 0.01}, ValueError, r"'frozen' trains nothing"),
+    ("head", {"epochs": 0}, ValueError, "epochs"),
+    ("head", {"batch_size": 301}, ValueError, "batch_size"),
+    ("head", {"progress": "no"}, TypeError, "progress"),
+    ("head", {"r": 4}, ValueError, "r applies"),
+])
+def test_run_variant_checks_everything_before_building(rotate_task, method, kwargs, error,
+                                                       name) -> None:
+    with pytest.raises(error, match=name):
+        dt.run_variant(rotate_task, method, **kwargs)
 
 
 def test_the_pretrained_model_reads_upright_test_digits(rotate_task: dt.DigitsTask) -> None:
@@ -285,9 +355,39 @@ def test_truncate_lora_rejects_bad_input(small_lora: nn.Module) -> None:
         dt.truncate_lora(merged, 2)
 
 
-def test_rank_study_measures_every_adapter(rotate_task: dt.DigitsTask) -> None:
-    models = {r: dt.run_variant(rotate_task, "lora", r=r, lr=1e-2, epochs=2).model
-              for r in (1, 2)}
+def test_truncating_one_layer_keeps_the_others(small_lora: nn.Module,
+                                               rotate_task: dt.DigitsTask) -> None:
+    short = dt.truncate_lora(small_lora, 1, ["0"])
+    ranks = {name: layer.r for name, layer in lora_layers(short)}
+    assert ranks == {"0": 1, "2": 4, "4": 4}
+    kept = dict(lora_layers(small_lora))
+    for name in ("2", "4"):
+        assert torch.equal(dict(lora_layers(short))[name].delta_weight(),
+                           kept[name].delta_weight())
+    with pytest.raises(ValueError, match=r"layers \['3'\] are not LoRA layers"):
+        dt.truncate_lora(small_lora, 1, ["3"])
+    with pytest.raises(TypeError, match="layers"):
+        dt.truncate_lora(small_lora, 1, "0")
+
+
+def test_truncating_a_non_finite_update_is_refused(small_lora: nn.Module) -> None:
+    broken = dt.truncate_lora(small_lora, 4)
+    with torch.no_grad():
+        dict(lora_layers(broken))["2"].lora_B.fill_(float("nan"))
+    with pytest.raises(ValueError, match="update of layer '2' contains NaN"):
+        dt.truncate_lora(broken, 2)
+    assert dt.truncate_lora(broken, 2, ["0"]) is not None  # layer 2 is kept, not cut
+
+
+@pytest.fixture(scope="module")
+def rank_models(rotate_task: dt.DigitsTask) -> dict[int, list[nn.Module]]:
+    """Briefly trained LoRA models of ranks 1 and 2, two seeds each."""
+    return {r: [dt.run_variant(rotate_task, "lora", r=r, lr=1e-2, epochs=2, seed=seed).model
+                for seed in (0, 1)] for r in (1, 2)}
+
+
+def test_rank_study_measures_every_adapter(rotate_task: dt.DigitsTask, rank_models) -> None:
+    models = {r: group[0] for r, group in rank_models.items()}
     study = dt.rank_study(models, rotate_task, shown=6)
     assert study.ranks.tolist() == [1, 2]
     assert study.trainable.tolist() == [1098, 2196]
@@ -296,6 +396,7 @@ def test_rank_study_measures_every_adapter(rotate_task: dt.DigitsTask) -> None:
     for i, r in enumerate((1, 2)):
         assert study.accuracy[i] == accuracy(models[r], rotate_task.test_images,
                                              rotate_task.test_labels)
+    assert study.seed_accuracy.shape == (2, 1)
     assert study.images.shape == (6, 8, 8) and study.predictions.shape == (2, 6)
     assert study.test_size == 497 and study.layer == "0"
     with pytest.raises(ValueError, match="layer"):
@@ -306,7 +407,77 @@ def test_rank_study_measures_every_adapter(rotate_task: dt.DigitsTask) -> None:
         dt.rank_study({}, rotate_task)
 
 
+def test_rank_study_of_several_seeds_shows_the_first_and_measures_all(
+        rotate_task: dt.DigitsTask, rank_models) -> None:
+    study = dt.rank_study(rank_models, rotate_task, shown=4)
+    x, y = rotate_task.test_images, rotate_task.test_labels
+    expected = [[accuracy(m, x, y) for m in rank_models[r]] for r in (1, 2)]
+    np.testing.assert_array_equal(study.seed_accuracy, expected)
+    np.testing.assert_array_equal(study.accuracy, study.seed_accuracy[:, 0])
+    first = dt.rank_study({r: g[0] for r, g in rank_models.items()}, rotate_task, shown=4)
+    np.testing.assert_array_equal(study.spectra, first.spectra)
+    np.testing.assert_array_equal(study.predictions, first.predictions)
+
+
+def test_rank_study_cuts_only_the_layer_it_shows(rotate_task: dt.DigitsTask,
+                                                 rank_models) -> None:
+    study = dt.rank_study(rank_models, rotate_task, layer="2")
+    top = rank_models[2][0]
+    x, y = rotate_task.test_images, rotate_task.test_labels
+    assert study.truncated_accuracy[0] == accuracy(dt.truncate_lora(top, 1, ["2"]), x, y)
+
+
+@pytest.mark.parametrize(("models", "error", "message"), [
+    (lambda m: {1: m[2][0], 2: m[2][1]}, ValueError, r"models\[1\] must be a LoRA model of rank 1"),
+    (lambda m: {8: m[2][0]}, ValueError, r"rank 8.*rank \[2\]"),
+    (lambda m: {"1": m[1][0]}, TypeError, "keys of models must be ranks"),
+    (lambda m: {True: m[1][0]}, TypeError, "keys of models must be ranks"),
+    (lambda m: {1: load_digits_mlp().double()}, ValueError, "LoRA layers of rank none"),
+    (lambda m: {1: m[1], 2: m[2][:1]}, ValueError, "same number of models"),
+    (lambda m: {1: []}, TypeError, r"models\[1\]"),
+    (lambda m: [m[1][0]], TypeError, "models must be a non-empty dict"),
+])
+def test_rank_study_rejects_mislabelled_or_broken_models(rotate_task, rank_models, models,
+                                                        error, message) -> None:
+    with pytest.raises(error, match=message):
+        dt.rank_study(models(rank_models), rotate_task)
+
+
+def test_rank_study_refuses_a_model_with_a_non_finite_update(rotate_task, rank_models) -> None:
+    broken = dt.truncate_lora(rank_models[2][0], 2)
+    with torch.no_grad():
+        dict(lora_layers(broken))["0"].lora_B.fill_(float("nan"))
+    with pytest.raises(ValueError, match="rank-2 model contains NaN"):
+        dt.rank_study({1: rank_models[1][0], 2: broken}, rotate_task)
+
+
 # --------------------------------------------------------------------------- the sweep
+
+
+def test_the_grid_brackets_every_choice() -> None:
+    """No variant's learning rate is the smallest or the largest one tried: a choice at an
+    edge of the grid might only be the best of the rates tried, not a best rate."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sweep_digits_lr as tool
+
+    rows = dt.load_lr_sweep()
+    for shift, variants in tool.SWEPT.items():
+        for variant in variants:
+            assert min(tool.LRS) < dt.best_lr(rows, shift, variant) < max(tool.LRS), variant
+
+
+def test_validation_accuracies_are_the_seeds_at_the_chosen_rate() -> None:
+    rows = dt.load_lr_sweep()
+    lr = dt.best_lr(rows, "rotate", "LoRA r=8")
+    got = dt.validation_accuracies(rows, "rotate", "LoRA r=8")
+    expected = [r.correct / 100 for r in sorted(rows, key=lambda r: r.seed)
+                if (r.shift, r.variant, r.lr) == ("rotate", "LoRA r=8", lr)]
+    assert got == expected and len(got) == 5
+    assert dt.validation_accuracies(rows, "rotate", "LoRA r=8", lr=0.001) != got
+    with pytest.raises(ValueError, match="no rows"):
+        dt.validation_accuracies(rows, "rotate", "LoRA r=3")
+    with pytest.raises(ValueError, match=r"at lr=0\.003"):
+        dt.validation_accuracies(rows, "rotate", "LoRA r=8", lr=0.003)
 
 
 def test_the_shipped_sweep_covers_the_tools_grid() -> None:
@@ -330,7 +501,8 @@ def test_two_lines_of_the_shipped_sweep_reproduce(shift: str, variant: str, seed
     line = next(r for r in rows if (r.shift, r.variant, r.lr, r.seed) == (shift, variant, lr,
                                                                            seed))
     task = dt.tuning_split(dt.make_task(shift))
-    run = dt.run_variant(task, **dt.VARIANTS[variant], lr=lr, seed=seed)
+    run = dt.run_variant(task, **dt.VARIANTS[variant], lr=lr, seed=seed,
+                         epochs=dt.TUNING_EPOCHS)
     assert run.correct == line.correct
 
 

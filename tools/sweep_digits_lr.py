@@ -1,15 +1,19 @@
-"""Sweep the learning rate of every adaptation variant of notebook 04, offline.
+"""Sweep the learning rate of the adaptation variants of notebooks 04 and 05, offline.
 
-    OMP_NUM_THREADS=1 python tools/sweep_digits_lr.py          # a few minutes
+    OMP_NUM_THREADS=1 python tools/sweep_digits_lr.py          # about ten minutes
 
-For each shift and variant of ``lora_lab.digits_task`` and each learning rate in ``LRS``,
-five seeds adapt the pretrained MLP to ``tuning_split(make_task(shift))`` -- 200 of the
-300 adaptation images -- and count how many of the other 100 (the *validation* images) they
-classify right. The test images are never used, so choosing a learning rate here does not
-flatter the test accuracies the notebook reports. A run whose loss becomes NaN/inf counts
-as 0 correct. Writes ``data/sweeps/digits_lr.csv`` (one line per run). Notebook 04 reads
-it, picks each variant's learning rate with ``digits_task.best_lr`` (best worst seed), and
-re-runs only those; ``tests/test_digits_task.py`` re-runs two lines of the file.
+For each (shift, variant) pair in ``SWEPT`` -- every variant of ``lora_lab.digits_task``
+for "rotate", six for "relabel" -- and each learning rate in ``LRS``, five seeds adapt the
+pretrained MLP to ``tuning_split(make_task(shift))`` -- 200 of the 300 adaptation images,
+for ``TUNING_EPOCHS`` = 45 epochs, i.e. the same 180 Adam steps with the same learning-rate
+schedule as a run on all 300 images -- and count how many of the other 100 (the
+*validation* images) they classify right. The test images are never used, so choosing a
+learning rate here does not flatter the test accuracies the notebooks report. A run whose
+loss becomes NaN/inf counts as 0 correct. Writes ``data/sweeps/digits_lr.csv`` (one line
+per run). Notebook 04 reads it, picks each variant's learning rate with
+``digits_task.best_lr`` (best worst seed), and makes its other choices (rank, layer) from
+``digits_task.validation_accuracies``; ``tests/test_digits_task.py`` re-runs two lines of
+the file and checks that the grid brackets every choice.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from lora_lab.digits_task import (  # noqa: E402
     LR_SWEEP_FILE,
+    TUNING_EPOCHS,
     VARIANTS,
     DigitsTask,
     make_task,
@@ -33,7 +38,7 @@ from lora_lab.digits_task import (  # noqa: E402
     tuning_split,
 )
 
-LRS = (1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
+LRS = (2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1, 2e-1, 5e-1, 1.0, 2.0)
 SEEDS = (0, 1, 2, 3, 4)
 SWEPT = {
     "rotate": [name for name in VARIANTS if name != "frozen"],
@@ -46,7 +51,8 @@ FIELDS = ("shift", "variant", "lr", "seed", "correct", "total")
 def sweep_one(task: DigitsTask, variant: str, lr: float, seed: int) -> dict[str, object]:
     """One run on the tuning split ``task``: a line of the CSV."""
     try:
-        correct = run_variant(task, **VARIANTS[variant], lr=lr, seed=seed).correct
+        correct = run_variant(task, **VARIANTS[variant], lr=lr, seed=seed,
+                              epochs=TUNING_EPOCHS).correct
     except FloatingPointError:
         correct = 0
     return {"shift": task.shift, "variant": variant, "lr": f"{lr:g}", "seed": seed,
