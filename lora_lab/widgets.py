@@ -13,6 +13,7 @@ than any formula -- and a widget whose logic is plain Python can be tested.
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 from typing import Any
 
 import ipywidgets
@@ -23,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image as PILImage
 
-from ._validate import as_matrix, check_int
+from ._validate import as_array, as_matrix, check_int
 from .lowrank import (
     break_even_rank,
     energy_captured,
@@ -238,20 +239,23 @@ class RankExplorer:
     """LoRA adapters of several ranks on one task, with the rank on a slider (notebook 04).
 
     ``study`` holds what the adapters did, measured once beforehand (a
-    :class:`lora_lab.digits_task.RankStudy`, NumPy only): for each rank, the test accuracy,
-    the test accuracy of the largest-rank adapter cut down to that rank, the singular
-    values of the update ΔW of one layer, and the predictions on a few test images.
-    ``rank`` is the starting rank, one of ``study.ranks`` (default: the middle one).
-    Nothing is trained or evaluated when the slider moves: the widget only shows.
+    :class:`lora_lab.digits_task.RankStudy`, NumPy only): for each rank, the test accuracy
+    of every seed, the test accuracy of the largest-rank adapter with one layer's update cut
+    down to that rank, the singular values of that layer's update ΔW, and the predictions
+    on a few test images of the adapter shown (the first seed). ``rank`` is the starting
+    rank, one of ``study.ranks`` (default: the middle one). Nothing is trained or evaluated
+    when the slider moves: the widget only shows. The study's arrays are copied, so later
+    changes to them do not reach the widget.
 
     Parts (ipywidgets in ``widget``, a VBox, in this order): ``slider`` (SelectionSlider
     over ``study.ranks``), ``readout`` (HTML), ``image`` (Image, PNG of ``figure``).
-    ``figure`` is built once: accuracy against rank (log scale; the adapters trained at
-    each rank, and the largest one cut down) with dots at the current rank; the spectrum of
-    ΔW of the current adapter over that of the largest one; and the shown test images, each
-    titled with the current adapter's reading (green right, red wrong). Numbers of the
-    current state: ``rank``, ``accuracy``, ``truncated_accuracy``, ``trainable``,
-    ``spectrum``, ``predictions``, ``shown_right``.
+    ``figure`` is built once: accuracy against rank (log scale; the mean over seeds with a
+    band from the worst to the best seed, the adapter shown, and the largest one cut down)
+    with dots at the current rank; the spectrum of ΔW of the current adapter over that of
+    the largest one; and the shown test images, each titled with the current adapter's
+    reading (green right, red wrong). Numbers of the current state: ``rank``, ``accuracy``
+    (the adapter shown), ``seed_accuracy`` (every seed), ``truncated_accuracy``,
+    ``trainable``, ``spectrum``, ``predictions``, ``shown_right``.
     """
 
     def __init__(self, study: Any, rank: int | None = None) -> None:
@@ -292,20 +296,8 @@ class RankExplorer:
         grid = fig.add_gridspec(2, 2 + columns, width_ratios=[3.2, 3.2] + [1.0] * columns,
                                 left=0.06, right=0.99, bottom=0.15, top=0.8, wspace=0.45)
         ax_acc, ax_spec = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[:, 1])
+        self._accuracy_panel(ax_acc)
         top = int(s.ranks[-1])
-        ax_acc.plot(s.ranks, 100 * s.accuracy, "o-", color="tab:blue", label="trained at rank")
-        ax_acc.plot(s.ranks, 100 * s.truncated_accuracy, "s--", color="tab:orange",
-                    label=f"r={top} cut to rank")
-        ax_acc.set_xscale("log", base=2)
-        ax_acc.set_xticks(s.ranks, [str(r) for r in s.ranks])
-        ax_acc.set_xlabel("rank r")
-        ax_acc.set_ylabel("test accuracy (%)")
-        ax_acc.grid(alpha=0.3)
-        self.rank_line = ax_acc.axvline(s.ranks[0], color="black", linewidth=1)
-        (self.accuracy_dot,) = ax_acc.plot([], [], "o", color="tab:blue", markersize=10)
-        (self.truncated_dot,) = ax_acc.plot([], [], "s", color="tab:orange", markersize=10)
-        ax_acc.legend(loc="lower right", fontsize=8)
-
         index = np.arange(1, top + 1)
         ax_spec.plot(index, s.spectra[-1], "-", color="lightgray", linewidth=3,
                      label=f"r={top}")
@@ -328,12 +320,36 @@ class RankExplorer:
         self.title_artist = fig.text(0.5, 0.95, "", ha="center", va="top", fontsize=11)
         return fig
 
+    def _accuracy_panel(self, ax: Any) -> None:
+        """Accuracy against rank: every seed's spread, the adapter shown, the largest one cut."""
+        s = self.study
+        seeds = s.seed_accuracy.shape[1]
+        top = int(s.ranks[-1])
+        ax.fill_between(s.ranks, 100 * s.seed_accuracy.min(axis=1),
+                        100 * s.seed_accuracy.max(axis=1), color="tab:blue", alpha=0.15)
+        ax.plot(s.ranks, 100 * s.seed_accuracy.mean(axis=1), "-", color="tab:blue",
+                label=f"trained at rank: mean, worst–best of {seeds} seed{'s' * (seeds > 1)}")
+        ax.plot(s.ranks, 100 * s.accuracy, "o:", color="tab:blue", markersize=4,
+                label="the adapter shown")
+        ax.plot(s.ranks, 100 * s.truncated_accuracy, "s--", color="tab:orange",
+                label=f"r={top}, layer {s.layer} cut to rank")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(s.ranks, [str(r) for r in s.ranks])
+        ax.set_xlabel("rank r")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        self.rank_line = ax.axvline(s.ranks[0], color="black", linewidth=1)
+        (self.accuracy_dot,) = ax.plot([], [], "o", color="tab:blue", markersize=10)
+        (self.truncated_dot,) = ax.plot([], [], "s", color="tab:orange", markersize=10)
+        ax.legend(loc="lower right", fontsize=7)
+
     def _render(self, rank: int) -> None:
         """Point every artist, the readout and the PNG at the adapter of rank ``rank``."""
         s = self.study
         i = [int(r) for r in s.ranks].index(int(rank))
         self.rank = int(rank)
         self.accuracy = float(s.accuracy[i])
+        self.seed_accuracy = s.seed_accuracy[i]
         self.truncated_accuracy = float(s.truncated_accuracy[i])
         self.trainable = int(s.trainable[i])
         self.spectrum = s.spectra[i]
@@ -349,13 +365,17 @@ class RankExplorer:
         for title, guess, ok in zip(self.digit_titles, self.predictions, right, strict=True):
             title.set_text(f"reads {int(guess)}")
             title.set_color("tab:green" if ok else "tab:red")
-        self.title_artist.set_text(f"LoRA rank {rank}: {self.accuracy:.1%} of the test images "
-                                   f"right; {self.shown_right} of {len(right)} shown")
+        self.title_artist.set_text(f"LoRA rank {rank} (adapter shown): {self.accuracy:.1%} of "
+                                   f"the test images right; {self.shown_right} of {len(right)} "
+                                   "shown")
+        seeds = (f" &nbsp;|&nbsp; all {len(self.seed_accuracy)} seeds "
+                 f"{self.seed_accuracy.min():.1%}–{self.seed_accuracy.max():.1%}"
+                 if len(self.seed_accuracy) > 1 else "")
         self.readout.value = (
             f"<b>rank {rank}</b> &nbsp;|&nbsp; {self.trainable:,} trainable parameters "
-            f"&nbsp;|&nbsp; test accuracy <b>{self.accuracy:.1%}</b> "
-            f"({round(self.accuracy * s.test_size)} of {s.test_size}) &nbsp;|&nbsp; "
-            f"r={top} cut to rank {rank}: {self.truncated_accuracy:.1%}")
+            f"&nbsp;|&nbsp; test accuracy of the adapter shown <b>{self.accuracy:.1%}</b> "
+            f"({round(self.accuracy * s.test_size)} of {s.test_size}){seeds} &nbsp;|&nbsp; "
+            f"r={top} with layer {s.layer} cut to rank {rank}: {self.truncated_accuracy:.1%}")
         self.figure.canvas.draw()
         rgb = np.asarray(self.figure.canvas.buffer_rgba())[..., :3]
         buffer = io.BytesIO()
@@ -367,23 +387,70 @@ _STUDY_FIELDS = ("ranks", "trainable", "accuracy", "truncated_accuracy", "spectr
                  "images", "labels", "predictions", "test_size")
 
 
+def _int_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    """A copy of ``value`` as an int64 array of ``ndim`` dimensions (whole numbers only)."""
+    array = as_array(value, f"study.{name}", ndim=ndim)
+    if array.dtype.kind == "f" and not np.all(array == np.round(array)):
+        raise ValueError(f"study.{name} must hold whole numbers, got {array}")
+    return array.astype(np.int64)
+
+
+def _fractions(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A copy of ``value`` as a float array of ``shape`` with finite entries in [0, 1]."""
+    array = np.array(as_array(value, f"study.{name}", ndim=len(shape)), dtype=np.float64)
+    if array.shape != shape:
+        raise ValueError(f"study.{name} must have shape {shape}, got {array.shape}")
+    if np.any((array < 0) | (array > 1)):
+        raise ValueError(f"study.{name} must hold accuracies as fractions in [0, 1] (not "
+                         f"percent), got values from {array.min():g} to {array.max():g}")
+    return array
+
+
+def _check_ranks(study: Any) -> np.ndarray:
+    ranks = _int_array(study.ranks, "ranks", ndim=1)
+    if np.any(np.diff(ranks) <= 0) or ranks[0] < 1:
+        raise ValueError(f"study.ranks must be increasing whole ranks >= 1, got {ranks}")
+    return ranks
+
+
 def _check_study(study: Any) -> Any:
-    """``study`` if it has every field of a RankStudy with consistent shapes, else raise."""
+    """A copy of ``study`` with every field checked (shapes, integers, finite, ranges), or raise.
+
+    Raises ``TypeError`` naming missing fields or non-numeric ones, ``ValueError`` naming
+    the field and what is allowed.
+    """
     missing = [name for name in _STUDY_FIELDS if not hasattr(study, name)]
     if missing:
         raise TypeError(f"study must be a RankStudy (lora_lab.digits_task.rank_study), "
                         f"missing {missing}")
-    ranks = np.asarray(study.ranks)
-    k, n = len(ranks), len(np.asarray(study.labels))
-    expected = {"trainable": (k,), "accuracy": (k,), "truncated_accuracy": (k,),
-                "spectra": (k, int(ranks[-1]) if k else 0), "predictions": (k, n)}
-    if ranks.ndim != 1 or k == 0 or np.any(np.diff(ranks) <= 0) or ranks[0] < 1:
-        raise ValueError(f"study.ranks must be increasing ranks >= 1, got {ranks}")
-    for name, shape in expected.items():
-        if np.shape(getattr(study, name)) != shape:
-            raise ValueError(f"study.{name} must have shape {shape}, got "
-                             f"{np.shape(getattr(study, name))}")
-    if np.ndim(study.images) != 3 or len(study.images) != n or n == 0:
-        raise ValueError(f"study.images must have shape ({n}, height, width) with n >= 1, got "
-                         f"{np.shape(study.images)}")
-    return study
+    ranks = _check_ranks(study)
+    labels = _int_array(study.labels, "labels", ndim=1)
+    k, n = len(ranks), len(labels)
+    images = np.array(as_array(study.images, "study.images", ndim=3), dtype=np.float64)
+    if len(images) != n:
+        raise ValueError(f"study.images must have shape ({n}, height, width), got "
+                         f"{images.shape}")
+    seed_accuracy = getattr(study, "seed_accuracy", None)
+    accuracy = _fractions(study.accuracy, "accuracy", (k,))
+    seed_accuracy = accuracy[:, None].copy() if seed_accuracy is None else _fractions(
+        seed_accuracy, "seed_accuracy", (k, np.shape(seed_accuracy)[-1]))
+    spectra = np.array(as_array(study.spectra, "study.spectra", ndim=2), dtype=np.float64)
+    predictions = _int_array(study.predictions, "predictions", ndim=2)
+    trainable = _int_array(study.trainable, "trainable", ndim=1)
+    for name, array, shape in (("trainable", trainable, (k,)), ("spectra", spectra,
+                                                                (k, int(ranks[-1]))),
+                               ("predictions", predictions, (k, n))):
+        if array.shape != shape:
+            raise ValueError(f"study.{name} must have shape {shape}, got {array.shape}")
+    test_size = study.test_size
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, np.integer)) \
+            or test_size < 1:
+        raise ValueError(f"study.test_size must be an int >= 1 (the number of test images), "
+                         f"got {test_size!r}")
+    if not isinstance(study.layer, str):
+        raise TypeError(f"study.layer must be a module path (str), got {study.layer!r}")
+    return SimpleNamespace(
+        ranks=ranks, trainable=trainable, accuracy=accuracy, seed_accuracy=seed_accuracy,
+        truncated_accuracy=_fractions(study.truncated_accuracy, "truncated_accuracy", (k,)),
+        spectra=spectra, layer=study.layer, images=images, labels=labels,
+        predictions=predictions, test_size=int(test_size))
