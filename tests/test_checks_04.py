@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,7 +52,7 @@ def test_ranking_accepts_runs_as_well_as_numbers(capsys) -> None:
     (["full fine-tuning", "LoRA r=8", "logits correction r=8", "head only", "frozen"],
      "just another head"),
     (["full fine-tuning", "head only", "LoRA r=8", "logits correction r=8", "frozen"],
-     "where the rotation enters"),
+     "cannot change how those features are computed"),
     (["frozen", "full fine-tuning", "LoRA r=8", "head only", "logits correction r=8"],
      "1 in 10"),
 ])
@@ -69,10 +70,34 @@ def test_ranking_names_a_separated_pair_with_both_ranges(capsys) -> None:
 
 
 @pytest.mark.parametrize("answer", [["full fine-tuning", "LoRA"], "full fine-tuning", 3,
-                                    [*RIGHT, "frozen"]])
+                                    [*RIGHT, "frozen"], [*RIGHT[:-1], 0.1]])
 def test_ranking_must_list_exactly_the_names(answer, capsys) -> None:
     assert not checks.check_ranking(answer, RESULTS)
     assert "exactly these names" in verdict_of(capsys, False)
+
+
+VALIDATION = {  # the same methods on other images and seeds: head only and LoRA r=8 overlap
+    "frozen": [0.10] * 5,
+    "logits correction r=8": [0.66, 0.68, 0.70, 0.71, 0.69],
+    "head only": [0.77, 0.78, 0.80, 0.79, 0.86],
+    "LoRA r=8": [0.85, 0.91, 0.93, 0.95, 0.92],
+    "full fine-tuning": [0.93, 0.94, 0.94, 0.93, 0.95],
+}
+
+
+def test_ranking_with_validation_counts_a_pair_only_where_both_separate_it(capsys) -> None:
+    """head only < LoRA r=8 on the test seeds, but not on validation: either order passes;
+    logits < head only on both: that order is still enforced, with both sets named."""
+    swapped = ["full fine-tuning", "head only", "LoRA r=8", "logits correction r=8", "frozen"]
+    assert not checks.check_ranking(swapped, RESULTS)
+    verdict_of(capsys, False)
+    assert checks.check_ranking(swapped, RESULTS, validation=VALIDATION)
+    verdict_of(capsys, True)
+    wrong = ["full fine-tuning", "LoRA r=8", "logits correction r=8", "head only", "frozen"]
+    assert not checks.check_ranking(wrong, RESULTS, validation=VALIDATION)
+    assert "validation images too" in verdict_of(capsys, False)
+    with pytest.raises(TypeError, match="validation"):
+        checks.check_ranking(RIGHT, RESULTS, validation={"frozen": [0.1]})
 
 
 def test_ranking_stub_is_not_yet_and_bad_results_are_an_error(capsys) -> None:
@@ -121,16 +146,25 @@ def test_memory_count_mistakes_get_their_own_hint(params, hint, capsys) -> None:
 
 @pytest.mark.parametrize(("size", "hint"), [
     (4 * TRAINABLE, "computes in float64 (8 bytes"),
-    (16 * TRAINABLE, "wrong size of a number"),
     (8 * TRAINABLE, "a gradient for every trainable number"),
     (16 * TRAINABLE + 1, "write the shapes"),
     (24 * TRAINABLE, "Adam keeps two moments"),
-    (32 * TRAINABLE + 8 * 85_002, "same amount in every variant"),
+    (32 * TRAINABLE + 8 * 85_002, "that adds the frozen weights"),
 ])
 def test_memory_byte_mistakes_get_their_own_hint(size, hint, capsys) -> None:
     assert not checks.check_training_memory(TRAINABLE, size, lora_mlp(torch.float64))
     out = verdict_of(capsys, False)
     assert "lora_r8_bytes" in out and hint in out
+
+
+def test_memory_one_value_two_slips_gets_both_hints(capsys) -> None:
+    """In float64, 4 copies x 4 bytes = 2 copies x 8 bytes: a learner who forgot Adam's
+    moments must not be told only about the size of a number."""
+    assert 4 * 4 * TRAINABLE == 2 * 8 * TRAINABLE
+    assert not checks.check_training_memory(TRAINABLE, 16 * TRAINABLE, lora_mlp(torch.float64))
+    out = verdict_of(capsys, False)
+    assert "two different slips" in out
+    assert "wrong size of a number" in out and "Adam's two moments" in out
 
 
 def test_memory_the_float64_hint_never_fires_for_a_float32_model(capsys) -> None:
@@ -182,6 +216,22 @@ def test_smallest_rank_below_every_seed_and_nothing_reaching(capsys) -> None:
     assert "no rank reached" in verdict_of(capsys, False)
 
 
+def test_smallest_rank_none_is_right_exactly_when_no_rank_reaches(capsys) -> None:
+    assert checks.check_smallest_rank(None, RANKS, 0.99)
+    verdict_of(capsys, True)
+    assert not checks.check_smallest_rank(None, RANKS, 0.9)
+    assert "one of the ranks tried" in verdict_of(capsys, False)
+    assert not checks.check_smallest_rank(16, RANKS, 0.99)
+    assert "the answer is None" in verdict_of(capsys, False)
+
+
+@pytest.mark.parametrize("answer", [True, False, np.True_])
+def test_smallest_rank_rejects_bools(answer, capsys) -> None:
+    """True == 1 in Python: without this, True would count as rank 1."""
+    assert not checks.check_smallest_rank(answer, {1: [0.95], 2: [0.96]}, 0.9)
+    assert "one of the ranks tried" in verdict_of(capsys, False)
+
+
 def test_smallest_rank_stub_unknown_rank_and_bad_arguments(capsys) -> None:
     assert not checks.check_smallest_rank(..., RANKS, 0.9)
     assert "not answered yet" in verdict_of(capsys, False)
@@ -198,16 +248,31 @@ def test_smallest_rank_stub_unknown_rank_and_bad_arguments(capsys) -> None:
 LAYERS = {"0": [0.92, 0.93, 0.94], "2": [0.89, 0.91, 0.94], "4": [0.77, 0.80, 0.82]}
 
 
-@pytest.mark.parametrize("answer", ["0", "2", 0, " '0' "])
+@pytest.mark.parametrize("answer", ["0", "2", 0, " '0' ", np.int64(2)])
 def test_target_layer_accepts_every_layer_not_beaten(answer, capsys) -> None:
     assert checks.check_target_layer(answer, LAYERS)
     verdict_of(capsys, True)
+
+
+def test_target_layer_says_when_an_accepted_choice_is_tied_with_a_better_mean(capsys) -> None:
+    assert checks.check_target_layer("2", LAYERS)
+    out = verdict_of(capsys, True)
+    assert "layer 0 had a higher mean (93.0 % against 91.3 %)" in out
+    assert "cannot tell the two apart" in out
+    assert checks.check_target_layer("0", LAYERS)
+    assert "Note" not in verdict_of(capsys, True)
+
+
+def test_target_layer_rejects_bools(capsys) -> None:
+    assert not checks.check_target_layer(False, {"0": [0.9], "False": [0.8]} | LAYERS)
+    assert "must be one of" in verdict_of(capsys, False)
 
 
 def test_target_layer_head_gets_its_hint(capsys) -> None:
     assert not checks.check_target_layer("4", LAYERS)
     out = verdict_of(capsys, False)
     assert "head only sees the 256 features" in out and "77.0–82.0 %" in out
+    assert "close to training the head" not in out
 
 
 def test_target_layer_other_layers_get_their_own_hints(capsys) -> None:
@@ -216,7 +281,8 @@ def test_target_layer_other_layers_get_their_own_hints(capsys) -> None:
     assert "reads the pixels directly" in verdict_of(capsys, False)
     beaten = {"0": [0.90, 0.91], "2": [0.70, 0.72], "4": [0.80, 0.81]}
     assert not checks.check_target_layer("2", beaten)
-    assert "re-mixes 256 features" in verdict_of(capsys, False)
+    out = verdict_of(capsys, False)
+    assert "re-mixes the 256 features" in out and "everything" not in out
 
 
 def test_target_layer_stub_unknown_layer_and_bad_results(capsys) -> None:
