@@ -422,7 +422,7 @@ for lr in (full_lr, 0.05, 0.1):
     print(f"lr {lr:<5g}: full fine-tuning {counts('full fine-tuning', lr)}, "
           f"LoRA r=8 {counts('LoRA r=8', lr)} of 100")
 assert max(counts("LoRA r=8", full_lr)) < min(counts("full fine-tuning", full_lr))
-assert all(np.median(counts("LoRA r=8", lr)) <= 20 for lr in (0.05, 0.1))
+assert all(sum(c <= 10 for c in counts("LoRA r=8", lr)) >= 3 for lr in (0.05, 0.1))
 
 # %% [markdown]
 # So "my LoRA isn't learning" has two faces, both visible above:
@@ -430,7 +430,7 @@ assert all(np.median(counts("LoRA r=8", lr)) <= 20 for lr in (0.05, 0.1))
 # * **too small** — at the learning rate chosen for full fine-tuning, every seed of LoRA r = 8
 #   is behind every seed of full fine-tuning after the same number of steps;
 # * **too large** — at 0.05 and 0.1, LoRA's updates blow away what the pretrained model knew:
-#   most seeds of LoRA r = 8 end near 10 of 100, no better than guessing.
+#   most seeds of LoRA r = 8 end at 10 of 100 or below, no better than guessing.
 #
 # Why does LoRA want a larger rate? Adam moves every trainable number by roughly the
 # learning rate per step. Full fine-tuning moves every entry of $W$ that way. LoRA moves the
