@@ -151,6 +151,10 @@ def _check_loss(loss: Any, step: int, total: int, lr: float) -> None:
     if loss.numel() != 1:
         raise ValueError(f"loss_fn must return one number (a scalar tensor), got shape "
                          f"{tuple(loss.shape)}: reduce it, e.g. with .mean()")
+    if not loss.requires_grad:
+        raise ValueError("the loss does not depend on any parameter that requires gradients: "
+                         "the model's forward pass does not use its trainable parameters, or "
+                         "loss_fn detaches the outputs (.item(), .detach(), torch.no_grad)")
     if not torch.isfinite(loss):
         cause = ("before any update, so the learning rate is not the cause: look at the "
                  "model's weights and the labels (a batch whose labels are all -100 has no "

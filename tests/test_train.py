@@ -280,6 +280,25 @@ def test_a_loss_that_is_not_one_number_is_refused_and_the_model_kept() -> None:
     assert_same_state(state(model), before)
 
 
+def test_a_loss_that_no_trainable_parameter_reaches_is_named() -> None:
+    class Unused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frozen = nn.Linear(4, 2).requires_grad_(False)
+            self.unused = nn.Parameter(torch.zeros(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.frozen(x)
+
+    x, y = toy_data()
+    model = Unused()
+    with pytest.raises(ValueError, match="does not depend on any parameter"):
+        train(model, x, y, progress=False)
+    with pytest.raises(ValueError, match="detaches"):
+        train(toy_model(), x, y, progress=False,
+              loss_fn=lambda out, t: nn.functional.cross_entropy(out.detach(), t))
+
+
 def test_some_ignored_labels_train_and_an_all_ignored_batch_is_named() -> None:
     x, y = toy_data()
     some = y.clone()
