@@ -319,12 +319,26 @@ def _keep_problems(model: nn.Module, names: list[str]) -> list[str]:
     return problems
 
 
+def _overlap_with_saved(model: nn.Module, targets: str | list[str],
+                        found: dict[str, list[str]], keep: list[str]) -> None:
+    """``ValueError`` for target entries that select only modules listed in modules_to_save."""
+    if not keep:
+        return
+    unrestricted = select_modules(model, TargetRules(targets))
+    overlap = [entry for entry, names in found.items() if not names and unrestricted[entry]]
+    if overlap:
+        raise ValueError(f"target_modules entries {overlap} select only modules that "
+                         f"modules_to_save={keep!r} trains whole; a module is either adapted "
+                         "by LoRA or trained whole, not both: remove it from one of the two")
+
+
 def _choose_targets(model: nn.Module, targets: str | list[str], keep: list[str]) -> list[str]:
     """Paths of the Linear modules ``targets`` selects (none inside ``keep``), or ``ValueError``."""
     rules = TargetRules(targets, modules_to_save=[re.escape(p) for p in keep])
     found = select_modules(model, rules)
     if isinstance(targets, str) and targets.lower() != ALL_LINEAR and not found[targets]:
         raise _string_target_error(model, targets)
+    _overlap_with_saved(model, targets, found, keep)
     _unmatched_entries(model, found, "target_modules")
     chosen = sorted({name for names in found.values() for name in names})
     problems = _lora_problems(model, chosen)

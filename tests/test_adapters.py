@@ -405,3 +405,12 @@ def test_named_peft_adapter_gets_a_hint(tmp_path: Path) -> None:
         pytest.skip("this PEFT version saves a single named adapter at the top level")
     with pytest.raises(ValueError, match="style"):
         L.load_adapter(Tiny(), tmp_path)
+
+
+def test_a_target_that_is_also_trained_whole_is_named() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 3))
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"\['2'\] select only modules that modules_to_save"):
+        L.apply_lora(model, ["0", "2"], r=2, modules_to_save=["2"])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert isinstance(model[2], nn.Linear)  # nothing was swapped in
