@@ -210,6 +210,15 @@ def verdict(title: str, problem: str | None = None, hint: str | None = None) -> 
     return False
 
 
+def judge(title: str, check: Callable[[], None]) -> bool:
+    """Run ``check()``; print the verdict (its :class:`LearnerError`, or a pass) and return it."""
+    try:
+        check()
+    except LearnerError as wrong:
+        return verdict(title, wrong.problem, wrong.hint)
+    return verdict(title)
+
+
 def run_checker(title: str, fn: Any, check_case: Callable[[Callable[..., Any], Any], None],
                 cases: Sequence[Any]) -> bool:
     """Run ``check_case(fn, case)`` over ``cases``; print the first problem or a pass.

@@ -29,12 +29,12 @@ from ._core import (
     Mistake,
     call,
     compare,
+    judge,
     least_precise,
     match_mistake,
     number,
     one_number,
     run_checker,
-    verdict,
 )
 
 __all__ = [
@@ -59,15 +59,6 @@ ROUNDED = ("very close, but not equal: if you typed digits from a printout, they
 def _scalar_dtype(*values: Any) -> str:
     """The dtype whose tolerance a single-number answer is judged with (see SCALAR_FLOOR)."""
     return max(least_precise(*values), SCALAR_FLOOR, key=RTOL.__getitem__)
-
-
-def _judge(title: str, check: Callable[[], None]) -> bool:
-    """Run ``check()``; print the verdict (its :class:`LearnerError`, or a pass) and return it."""
-    try:
-        check()
-    except LearnerError as wrong:
-        return verdict(title, wrong.problem, wrong.hint)
-    return verdict(title)
 
 
 def _expect(name: str, got: float, expected: float, mistakes: list[Mistake], *, dtype: str,
@@ -148,7 +139,7 @@ def check_rank_2_errors(spectral_error_2: Any, frobenius_error_2: Any, M: np.nda
                 _frobenius_mistakes(s, norm), dtype=dtype, scale=float(s[0]),
                 what="the Frobenius error of the best rank-2 approximation")
 
-    return _judge("spectral_error_2 and frobenius_error_2", check)
+    return judge("spectral_error_2 and frobenius_error_2", check)
 
 
 # --------------------------------------------------------------------------- exercise 2
@@ -189,7 +180,7 @@ def check_shrink_prediction(shrink_factor: Any, measured_ratio: float) -> bool:
                 hint or "pick the option closest to what the experiment measured; the text "
                         "after this check explains why it comes out that way.")
 
-    return _judge("shrink_factor", check)
+    return judge("shrink_factor", check)
 
 
 # --------------------------------------------------------------------------- exercise 3
@@ -252,7 +243,7 @@ def check_energy_rank(k99: Any, s: np.ndarray, target: float = 0.99) -> bool:
         raise LearnerError(f"k99 = {k} is not the smallest rank that keeps {target:.0%} of "
                            "the energy.", hint)
 
-    return _judge("k99", check)
+    return judge("k99", check)
 
 
 # --------------------------------------------------------------------------- exercise 4
