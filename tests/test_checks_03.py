@@ -14,29 +14,11 @@ import copy
 import numpy as np
 import pytest
 import torch
+from _verdicts import assert_accepted, assert_rejected
 from torch import nn
 
 from lora_lab import LoRALinear, apply_lora, checks, count_parameters
 from lora_lab.checks import nb03
-
-
-def verdict(capsys: pytest.CaptureFixture[str], result: bool) -> tuple[bool, str]:
-    return result, capsys.readouterr().out
-
-
-def assert_accepted(capsys, result: bool) -> None:
-    ok, out = verdict(capsys, result)
-    assert ok is True, out
-    assert "✅" in out and "correct" in out
-
-
-def assert_rejected(capsys, result: bool, *hint_words: str) -> str:
-    ok, out = verdict(capsys, result)
-    assert ok is False, out
-    assert "❌" in out and "not yet" in out and "Hint:" in out
-    for word in hint_words:
-        assert word in out, f"{word!r} not in {out!r}"
-    return out
 
 
 def stub(*args):
