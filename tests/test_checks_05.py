@@ -4,8 +4,6 @@ friendly "not yet", and a call that is not an answer is a clear error."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -60,9 +58,20 @@ def test_k90_hints_are_all_different(s, capsys) -> None:
     assert len(hints) == 6
 
 
+def test_k90_one_short_names_both_causes(s, capsys) -> None:
+    """Review item 21: one below the answer comes from argmax's 0-based position *or* from a
+    share rounded up to 90 % by hand; the hint names both."""
+    checks.check_update_k90(8, s)
+    hint = hint_of(run(capsys, False))
+    assert "counts from 0" in hint and "rounded up" in hint
+
+
 def test_k90_stub_and_non_answers(s, capsys) -> None:
     assert not checks.check_update_k90(..., s)
     assert "not answered yet: k90" in run(capsys, False)
+    assert not checks.check_update_k90(None, s)                    # review item 20: not "nan"
+    out = run(capsys, False)
+    assert "k90 is None, not a number" in out and "nan" not in out
     for bad in ("9", [9, 10]):
         assert not checks.check_update_k90(bad, s)
         assert "should be one number" in run(capsys, False)
@@ -98,15 +107,23 @@ def test_phi_by_hand_accepts_right_answers(answers, capsys) -> None:
     ((9, 0, 1), "phi_same", "9 entries"),
     ((0.5, 0, 1), "phi_same", "compared with itself"),
     ((1, 1, 1), "phi_orthogonal", "all 0"),
-    ((1, 0.5, 1), "phi_orthogonal", "orthogonal, not random"),
+    ((1, 0.5, 1), "phi_orthogonal", "share no direction at all"),
     ((1, 0, 0.4), "phi_nested", "divides by max(i, j)"),
     ((1, 0, 2), "phi_nested", "divide by min(i, j) = 2"),
-    ((1, 0, 5 / 6), "phi_nested", "these two are nested"),
+    ((1, 0, 5 / 6), "phi_nested", "add up its squared entries"),
     ((1, 0, 0.7), "phi_nested", "add up its squared entries")])
 def test_phi_by_hand_mistakes_get_their_own_hint(answers, name, phrase, capsys) -> None:
     assert not checks.check_phi_by_hand(*answers)
     out = run(capsys, False)
     assert f"{name} = " in out and phrase in hint_of(out)
+
+
+def test_phi_by_hand_hints_keep_exercise_3s_answer(capsys) -> None:
+    """Review item 18: no hint of exercise 2 gives away the random baseline of exercise 3."""
+    for answers in [(0.5, 0, 1), (1, 0.5, 1), (1, 0, 5 / 6), (1, 0, 0.7), (3, 0, 1)]:
+        checks.check_phi_by_hand(*answers)
+        hint = hint_of(run(capsys, False))
+        assert "max(i, j)" not in hint and "random" not in hint
 
 
 def test_phi_by_hand_stub_and_non_answers(capsys) -> None:
@@ -147,53 +164,86 @@ def test_random_baseline_stub_and_bad_calls(capsys) -> None:
 # --------------------------------------------------------------------------- exercise 4
 
 AMPLIFICATION = {8: 12.0, 64: 4.0}
-RANDOM_RMS = {8: 0.5, 64: 4.0}
 
 
-@pytest.mark.parametrize(("trend", "growth"), [
-    ("down", 8), ("Down ", 8.0), ("down", np.float32(8)), ("down", 64 / 8),
-    ("down", torch.tensor(8.0))])
-def test_amplification_accepts_right_answers(trend, growth, capsys) -> None:
-    assert checks.check_amplification_prediction(trend, growth, AMPLIFICATION, RANDOM_RMS)
+@pytest.fixture
+def W() -> np.ndarray:
+    """A 256 x 256 weight with ||W||_F = 16: the random column at r = 8 is 8 * 16 / 256 = 0.5."""
+    M = np.random.default_rng(0).normal(size=(256, 256))
+    return 16 * M / np.linalg.norm(M)
+
+
+@pytest.mark.parametrize(("trend", "answer"), [
+    ("down", 0.5), ("Down ", 8 * 16.0 / 256), ("down", np.float32(0.5)), ("down", 0.503),
+    ("down", torch.tensor(0.5)), ("down", torch.tensor(0.5, dtype=torch.float64))])
+def test_amplification_accepts_right_answers(trend, answer, W, capsys) -> None:
+    assert checks.check_amplification_prediction(trend, answer, AMPLIFICATION, W)
     run(capsys, True)
 
 
-@pytest.mark.parametrize(("trend", "growth", "phrase"), [
-    ("up", 8, "more directions catch more of W"), ("same", 8, "more directions catch more"),
-    ("down", 64, "mean square"), ("down", math.sqrt(8), "not √r"),
-    ("down", 1, "grows with r"), ("down", 5, "E[U U.T] = (r/m) I")])
-def test_amplification_mistakes_get_their_own_hint(trend, growth, phrase, capsys) -> None:
-    assert not checks.check_amplification_prediction(trend, growth, AMPLIFICATION, RANDOM_RMS)
+def test_amplification_accepts_a_float32_weight(W, capsys) -> None:
+    assert checks.check_amplification_prediction("down", 0.5, AMPLIFICATION,
+                                                 W.astype(np.float32))
+    run(capsys, True)
+
+
+@pytest.mark.parametrize(("trend", "answer", "phrase"), [
+    ("up", 0.5, "more directions catch more of W"), ("same", 0.5, "more directions catch more"),
+    ("down", 0.25, "mean *square*"), ("down", (8 / 256) ** 2 * 16, "apply to ||W||_F²"),
+    ("down", np.sqrt(8 / 256) * 16, "on one side only"),
+    ("down", np.sqrt(8) * 16 / 256, "not √r"), ("down", 8 / 256, "size of W is missing"),
+    ("down", 16.0, "all of W"), ("down", 0, "not orthogonal"),
+    ("down", 0.4, "E[U U.T] = (r/m) I")])
+def test_amplification_mistakes_get_their_own_hint(trend, answer, phrase, W, capsys) -> None:
+    assert not checks.check_amplification_prediction(trend, answer, AMPLIFICATION, W)
     assert phrase in hint_of(run(capsys, False))
 
 
-def test_amplification_hint_follows_the_measurement(capsys) -> None:
+def test_amplification_one_sided_hint_names_the_side() -> None:
+    """For a non-square W the two one-sided mistakes differ, each with its own side."""
+    from lora_lab.checks.nb05 import _random_mistakes
+
+    hints = dict(_random_mistakes(np.ones((64, 256)), 8))
+    assert "one side only (U)" in hints[np.sqrt(8 / 64) * 128]
+    assert "one side only (V)" in hints[np.sqrt(8 / 256) * 128]
+
+
+def test_amplification_hint_follows_the_measurement(W, capsys) -> None:
     """If an experiment ever measured the other way, the hint reports it and explains nothing."""
     rising = {8: 2.0, 64: 4.0}
-    assert checks.check_amplification_prediction("up", 8, rising, RANDOM_RMS)
+    assert checks.check_amplification_prediction("up", 0.5, rising, W)
     run(capsys, True)
-    assert not checks.check_amplification_prediction("down", 8, rising, RANDOM_RMS)
+    assert not checks.check_amplification_prediction("down", 0.5, rising, W)
     hint = hint_of(run(capsys, False))
     assert "measured 2 at r = 8 and 4 at r = 64" in hint and "catch more" not in hint
-    assert checks.check_amplification_prediction("same", 8, {8: 4.0, 64: 3.8}, RANDOM_RMS)
+    assert checks.check_amplification_prediction("same", 0.5, {8: 4.0, 64: 3.8}, W)
     run(capsys, True)
 
 
-def test_amplification_stub_and_non_answers(capsys) -> None:
-    assert not checks.check_amplification_prediction(..., ..., AMPLIFICATION, RANDOM_RMS)
-    assert "not answered yet: trend" in run(capsys, False)
-    assert not checks.check_amplification_prediction("down", ..., AMPLIFICATION, RANDOM_RMS)
-    assert "not answered yet: random_growth" in run(capsys, False)
-    assert not checks.check_amplification_prediction("decreases", 8, AMPLIFICATION, RANDOM_RMS)
+def test_amplification_stub_and_non_answers(W, capsys) -> None:
+    assert not checks.check_amplification_prediction(..., ..., AMPLIFICATION, W)
+    assert "not answered yet: trend, random_8" in run(capsys, False)
+    assert not checks.check_amplification_prediction("down", ..., AMPLIFICATION, W)
+    assert "not answered yet: random_8" in run(capsys, False)
+    assert not checks.check_amplification_prediction("down", None, AMPLIFICATION, W)
+    out = run(capsys, False)
+    assert "random_8 is None, not a number" in out and "nan" not in out
+    assert not checks.check_amplification_prediction("decreases", 0.5, AMPLIFICATION, W)
     assert "trend must be one of" in run(capsys, False)
-    assert not checks.check_amplification_prediction(-1, 8, AMPLIFICATION, RANDOM_RMS)
+    assert not checks.check_amplification_prediction(-1, 0.5, AMPLIFICATION, W)
     assert "trend must be one of" in run(capsys, False)
+    assert not checks.check_amplification_prediction("down", "0.5", AMPLIFICATION, W)
+    assert "random_8 should be one number" in run(capsys, False)
+    assert not checks.check_amplification_prediction("down", len, AMPLIFICATION, W)
+    assert "random_8 is a function" in run(capsys, False)
 
 
-def test_amplification_bad_measurements_are_an_error() -> None:
+def test_amplification_bad_measurements_are_an_error(W) -> None:
     with pytest.raises(TypeError, match="amplification must be"):
-        checks.check_amplification_prediction("down", 8, [12.0, 4.0], RANDOM_RMS)
-    with pytest.raises(TypeError, match="random_rms must be"):
-        checks.check_amplification_prediction("down", 8, AMPLIFICATION, {8: 0.5})
-    with pytest.raises(ValueError, match="same two ranks"):
-        checks.check_amplification_prediction("down", 8, AMPLIFICATION, {4: 0.5, 64: 4.0})
+        checks.check_amplification_prediction("down", 0.5, [12.0, 4.0], W)
+    with pytest.raises(TypeError, match="amplification must be"):
+        checks.check_amplification_prediction("down", 0.5, {8: 12.0}, W)
+    with pytest.raises(ValueError, match="W must be 2-D"):
+        checks.check_amplification_prediction("down", 0.5, AMPLIFICATION, W[0])
+    with pytest.raises(ValueError, match="must fit in W"):
+        checks.check_amplification_prediction("down", 0.5, AMPLIFICATION, W[:32, :32])

@@ -67,6 +67,28 @@ def test_truncated_update_figure_draws_the_curve_and_references() -> None:
     assert ax.get_xscale() == "log" and "rank k" in ax.get_xlabel() and "%" in ax.get_ylabel()
 
 
+def test_truncated_update_figure_marks_ranks_trained_as_lora() -> None:
+    trained = {1: 0.72, 8: 0.92, 64: 0.94}
+    fig = truncated_update_figure(RANKS, ACCURACY, references={"full": 0.96}, trained=trained)
+    (ax,) = fig.axes
+    markers = [line for line in ax.get_lines() if line.get_marker() == "s"]
+    assert len(markers) == 1 and markers[0].get_linestyle() == "None"
+    np.testing.assert_array_equal(markers[0].get_xdata(), [1, 8, 64])
+    np.testing.assert_allclose(markers[0].get_ydata(), [72.0, 92.0, 94.0])
+    assert "LoRA trained at rank r" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+@pytest.mark.parametrize(("trained", "error", "pattern"), [
+    ([0.5], TypeError, "trained must map a rank"),
+    ({0: 0.5}, ValueError, r"trained \(rank\) must be >= 1"),
+    ({2.5: 0.5}, TypeError, r"trained \(rank\) must be an int"),
+    ({8: 92.0}, ValueError, r"trained\[8\] must be an accuracy in \[0, 1\]"),
+])
+def test_truncated_update_figure_validates_trained(trained, error, pattern) -> None:
+    with pytest.raises(error, match=pattern):
+        truncated_update_figure(RANKS, ACCURACY, trained=trained)
+
+
 def test_truncated_update_figure_without_references() -> None:
     (ax,) = truncated_update_figure([3], [0.5]).axes
     assert len(ax.get_lines()) == 1

@@ -2,10 +2,12 @@
 
 Every exercise of notebook 05 asks for numbers (the learner replaces ``...``), checked
 against a reference computed here from ``lora_lab`` -- on the notebook's own spectrum, on
-subspaces built here, or on the amplification factors the notebook measured -- never
-against a hard-coded value. Single numbers are compared at float32 precision at least
-(:data:`SCALAR_FLOOR`), so an answer computed in float32 passes; no typical mistake comes
-that close to a right answer. Each typical mistake gets its own hint.
+subspaces built here, or on the weight and the amplification factors the notebook measured
+-- never against a hard-coded value. Single numbers are compared at float32 precision at
+least (:data:`SCALAR_FLOOR`), so an answer computed in float32 passes; no typical mistake
+comes that close to a right answer (the random column of exercise 4, worked from a printed
+norm, passes within 1 %). Each typical mistake gets its own hint; an answer left at ``None``
+is named as such.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .._validate import as_array, check_int
+from .._validate import as_array, as_matrix, check_int
 from ..lowrank import energy_curve, subspace_similarity
-from ..update_analysis import energy_rank, random_similarity
+from ..update_analysis import energy_rank, random_projection_rms, random_similarity
 from ._core import (
     RTOL,
     LearnerError,
@@ -51,9 +53,21 @@ def _judge(title: str, check: Callable[[], None]) -> bool:
     return verdict(title)
 
 
+def _number(raw: Any, name: str) -> float:
+    """``raw`` as one number (:func:`one_number`), with ``None`` named as such.
+
+    ``one_number`` turns None into NaN, which would read "k90 = nan is not a rank".
+    """
+    if raw is None:
+        raise LearnerError(f"{name} is None, not a number.",
+                           f"replace None in `{name} = None` with your answer, a number (an "
+                           "expression is fine), and run that cell again.")
+    return one_number(raw, name)
+
+
 def _expect(name: str, raw: Any, expected: float, mistakes: list[Mistake], fallback: str) -> None:
     """Raise :class:`LearnerError` with the matching hint unless ``raw`` equals ``expected``."""
-    got = one_number(raw, name)
+    got = _number(raw, name)
     dtype = max(least_precise(raw), SCALAR_FLOOR, key=RTOL.__getitem__)
     scale = max(abs(expected), 1.0)
     if compare(got, expected, name, dtype=dtype, scale=scale) is None:
@@ -75,8 +89,10 @@ def _k90_mistakes(s: np.ndarray, expected: int, printed: int) -> list[tuple[int,
     shown = s[:printed]
     return [
         (expected - 1, f"rank {expected - 1} keeps {energy[expected - 2]:.1%}, just under 90 %. "
-                       "A position found by np.argmax or np.searchsorted counts from 0; the "
-                       "rank is that position + 1."),
+                       "Two ways to land here: a share computed by hand and rounded up to "
+                       "90 % (keep more digits: it must be at least 0.9), or a position found "
+                       "by np.argmax or np.searchsorted, which counts from 0 (the rank is "
+                       "that position + 1)."),
         (_first(np.cumsum(shown**2) / np.sum(shown**2), 0.9),
          f"you divided by the energy of the {printed} printed values only; the total is the "
          f"sum of all {s.size} squares, ||ΔW||_F², printed below the spectrum."),
@@ -105,7 +121,7 @@ def check_update_k90(k90: Any, s: np.ndarray, printed: int = 16) -> bool:
     energy = energy_curve(s)
 
     def check() -> None:
-        got = one_number(k90, "k90")
+        got = _number(k90, "k90")
         if not got.is_integer() or not 1 <= got <= s.size:
             raise LearnerError(f"k90 = {got:g} is not a rank.",
                                f"a rank is a whole number from 1 to {s.size}.")
@@ -144,31 +160,29 @@ def check_phi_by_hand(phi_same: Any, phi_orthogonal: Any, phi_nested: Any) -> bo
     first = _span(6, 1, 2, 3)
     cases = [
         ("phi_same", phi_same, subspace_similarity(first, first), [
-            Mistake(3.0, "||U.T @ U||_F² = ||I₃||_F² = 3 is the overlap before the "
+            Mistake(3.0, "||V.T @ V||_F² = ||I₃||_F² = 3 is the overlap before the "
                          "normalisation: divide by min(i, j) = 3."),
             Mistake(9.0, "||I₃||_F² adds the squares of the 9 entries of the 3 × 3 identity; "
                          "only its 3 diagonal ones are not 0."),
-            Mistake(0.5, "0.5 = max(i, j)/d = 3/6 is the average for *random* subspaces; "
-                         "this is one subspace compared with itself.")]),
+            Mistake(0.5, "0.5 would mean a partial overlap; a subspace compared with itself "
+                         "overlaps completely.")]),
         ("phi_orthogonal", phi_orthogonal, subspace_similarity(first, _span(6, 4, 5, 6)), [
-            Mistake(1.0, "every entry of U.T @ U' is the inner product of an axis from "
+            Mistake(1.0, "every entry of V.T @ V' is the inner product of an axis from "
                          "e1..e3 with one from e4..e6: all 0."),
-            Mistake(0.5, "0.5 = max(i, j)/d = 3/6 is the average for *random* subspaces; "
-                         "these two are orthogonal, not random.")]),
+            Mistake(0.5, "0.5 would mean a partial overlap; e1..e3 and e4..e6 share no "
+                         "direction at all: orthogonal.")]),
         ("phi_nested", phi_nested, subspace_similarity(_span(6, 1, 2), _span(6, 1, 2, 3, 4, 5)), [
             Mistake(0.4, "2/5 divides by max(i, j); phi divides by min(i, j) = 2. The plane "
                          "lies entirely inside the 5-dimensional subspace, so nothing is "
                          "missing: phi = 1."),
-            Mistake(2.0, "||U_2.T @ U_5||_F² = 2 is the overlap before the normalisation: "
-                         "divide by min(i, j) = 2."),
-            Mistake(5 / 6, "5/6 = max(i, j)/d is the average for *random* subspaces; these "
-                           "two are nested.")]),
+            Mistake(2.0, "||V_2.T @ V_5||_F² = 2 is the overlap before the normalisation: "
+                         "divide by min(i, j) = 2.")]),
     ]
 
     def check() -> None:
         for name, raw, expected, mistakes in cases:
             _expect(name, raw, expected, mistakes,
-                    f"write out U.T @ U' for the axes of {name} and add up its squared "
+                    f"write out V.T @ V' for the axes of {name} and add up its squared "
                     "entries, then divide by min(i, j).")
 
     return _judge("phi by hand", check)
@@ -193,8 +207,8 @@ def check_random_baseline(chance: Any, i: int, j: int, d: int) -> bool:
         Mistake(small / d, f"{small}/{d} divides the overlap i·j/d by max(i, j); phi divides "
                            "by min(i, j)."),
         Mistake(i * j / d, f"i·j/d = {i * j / d:g} is the expected overlap "
-                           "||U_i.T @ U_j||_F² before the normalisation: divide by min(i, j)."),
-        Mistake(i * j / d**2, "each of the i·j entries of U_i.T @ U_j has mean square 1/d, "
+                           "||V_i.T @ V_j||_F² before the normalisation: divide by min(i, j)."),
+        Mistake(i * j / d**2, "each of the i·j entries of V_i.T @ V_j has mean square 1/d, "
                               "not 1/d²: a unit vector's d squared coordinates add up to 1."),
         Mistake(1 / d, f"1/d is the chance level of two single directions (i = j = 1); with "
                        f"i = {i} and j = {j} the subspaces have more room to overlap."),
@@ -225,59 +239,87 @@ def _trend(before: float, after: float) -> str:
     return "down" if after < before / 1.1 else "same"
 
 
-def _measured(values: Mapping[int, float], name: str) -> tuple[int, int, float, float]:
+def _measured(values: Mapping[int, float]) -> tuple[int, int, float, float]:
     if not isinstance(values, Mapping) or len(values) != 2:
-        raise TypeError(f"{name} must be the notebook's dict {{r: value}} for two ranks")
+        raise TypeError("amplification must be the notebook's dict {r: factor} for two ranks")
     low, high = sorted(values)
     return low, high, float(values[low]), float(values[high])
 
 
-def check_amplification_prediction(trend: Any, random_growth: Any,
-                                   amplification: Mapping[int, float],
-                                   random_rms: Mapping[int, float]) -> bool:
-    """Check two predictions about Table 7 between a small and a large LoRA rank.
+def _random_mistakes(W: np.ndarray, r: int) -> list[tuple[float, str]]:
+    """Typical wrong values of the random column ``r ||W||_F / sqrt(m n)``, with their hints."""
+    m, n = W.shape
+    norm = float(np.linalg.norm(W))
+    return [
+        ((r / m) * (r / n) * norm**2, "that is the mean *square* E||U.T W V.T||_F² = "
+                                      "(r/m)(r/n)||W||_F²; the question asks for its root."),
+        ((r / m) * (r / n) * norm, "the shares r/m and r/n apply to ||W||_F², not to ||W||_F: "
+                                   "take the square root of (r/m)(r/n)||W||_F²."),
+        (np.sqrt(r / m) * norm, "that keeps a share r/m on one side only (U); V, independent "
+                                "of U, keeps a share r/n of what is left."),
+        (np.sqrt(r / n) * norm, "that keeps a share r/n on one side only (V); U, independent "
+                                "of V, keeps a share r/m of what is left."),
+        (np.sqrt(r) * norm / np.sqrt(m * n), "the mean square grows like r² (a share r/m on "
+                                             "one side times r/n on the other), so its root "
+                                             "grows like r, not √r."),
+        (r / np.sqrt(m * n), "the size of W is missing: the shares multiply ||W||_F²."),
+        (norm, "that is all of W; r random directions on each side catch only a share of it."),
+        (0.0, "random directions are not orthogonal to W: on average they catch a share of "
+              "it that grows with r."),
+    ]
+
+
+def _check_trend(trend: Any, expected: str, low: int, high: int, a_low: float,
+                 a_high: float) -> None:
+    if not isinstance(trend, str) or trend.strip().lower() not in TRENDS:
+        raise LearnerError(f"trend must be one of {TRENDS}, got {trend!r}.",
+                           'answer with a string, e.g. "up".')
+    if trend.strip().lower() == expected:
+        return
+    hint = f"the notebook measured {a_low:.3g} at r = {low} and {a_high:.3g} at r = {high}."
+    if expected == "down":
+        hint += (" The factor divides ||ΔW||_F by the part of W inside ΔW's top-r "
+                 "directions, and more directions catch more of W: even random ones do "
+                 f"({high // low if high % low == 0 else high / low:g} times more directions "
+                 "on each side).")
+    raise LearnerError(f'trend = "{trend}" is not what happened.', hint)
+
+
+def check_amplification_prediction(trend: Any, random_low: Any,
+                                   amplification: Mapping[int, float], W: np.ndarray) -> bool:
+    """Check two answers about Table 7 between a small and a large LoRA rank.
 
     ``trend``: ``"up"``, ``"down"`` or ``"same"`` -- how the amplification factor
     ``||ΔW||_F / ||U.T W V.T||_F`` changes from the smaller rank to the larger, judged on the
-    notebook's measurements ``amplification`` ({r: factor}, a change under 10 % counts as
-    "same"). ``random_growth``: how many times larger ``||U.T W V.T||_F`` is for random
-    directions at the larger rank than at the smaller, judged on ``random_rms`` ({r: value},
-    :func:`lora_lab.update_analysis.random_projection_rms`), to 1 %. Why: the paper reads
-    "large amplification at small r" as evidence for a low intrinsic rank; part of the drop
-    with r is geometry that random directions show too.
+    notebook's measurements ``amplification`` ({r: factor} for two ranks; a change under
+    10 % counts as "same"). ``random_low``: the root-mean-square of ``||U.T W V.T||_F`` for
+    random directions (independent of W) at the smaller rank, for the layer's weight ``W``
+    (m, n); the reference is :func:`lora_lab.update_analysis.random_projection_rms`, and
+    an answer within 1 % passes (the notebook prints ||W||_F to one decimal). Its name in
+    the verdict is ``random_<r>``. Raises ``TypeError``/``ValueError`` for a bad
+    ``amplification`` or ``W``. Why: the paper reads "large amplification at small r" as
+    evidence for a low intrinsic rank; part of the drop with r is geometry that random
+    directions show too.
     """
-    low, high, a_low, a_high = _measured(amplification, "amplification")
-    r_low, r_high, rms_low, rms_high = _measured(random_rms, "random_rms")
-    if (r_low, r_high) != (low, high):
-        raise ValueError("amplification and random_rms must be measured at the same two ranks")
-    expected, growth = _trend(a_low, a_high), rms_high / rms_low
-    ratio = high / low
+    low, high, a_low, a_high = _measured(amplification)
+    W = as_matrix(W, "W")
+    if high > min(W.shape):
+        raise ValueError(f"the ranks {low} and {high} must fit in W {W.shape}")
+    expected, reference = _trend(a_low, a_high), random_projection_rms(W, low)
+    name = f"random_{low}"
 
     def check() -> None:
-        require_answered(trend=trend)
-        if not isinstance(trend, str) or trend.strip().lower() not in TRENDS:
-            raise LearnerError(f"trend must be one of {TRENDS}, got {trend!r}.",
-                               'answer with a string, e.g. "up".')
-        if trend.strip().lower() != expected:
-            hint = (f"the notebook measured {a_low:.3g} at r = {low} and {a_high:.3g} at "
-                    f"r = {high}.")
-            if expected == "down":
-                hint += (" The factor divides ||ΔW||_F by the part of W inside ΔW's top-r "
-                         "directions, and more directions catch more of W: even random ones "
-                         f"do ({ratio:g} times more directions on each side).")
-            raise LearnerError(f'trend = "{trend}" is not what happened.', hint)
-        got = one_number(random_growth, "random_growth")
-        if abs(got - growth) <= 0.01 * growth:
+        require_answered(trend=trend, **{name: random_low})
+        _check_trend(trend, expected, low, high, a_low, a_high)
+        got = _number(random_low, name)
+        if abs(got - reference) <= 0.01 * reference:
             return
-        hint = match_mistake(got, [
-            Mistake(ratio**2, f"{ratio:g}² is how much the *mean square* grows, "
-                              f"(r/m)(r/n)||W||_F²; its square root grows {ratio:g} times."),
-            Mistake(np.sqrt(ratio), "U and V both grow with r: E||U.T W V.T||_F² = "
-                                    "(r/m)(r/n)||W||_F², so the root grows like r, not √r."),
-            Mistake(1.0, "more random directions catch more of W: the projection grows with r."),
-        ], growth, scale=growth)
-        raise LearnerError(f"random_growth = {got:.4g} is not right.",
-                           hint or "write E||U.T W V.T||_F² with E[U U.T] = (r/m) I and "
-                                   "E[V.T V] = (r/n) I, then take the square root.")
+        hint = next((h for value, h in _random_mistakes(W, low)
+                     if abs(got - value) <= 0.02 * max(abs(value), 1e-12)
+                     and abs(value - reference) > 0.02 * reference), None)
+        raise LearnerError(f"{name} = {got:.4g} is not right.",
+                           hint or "write E||U.T W V.T||_F² = E tr(U U.T W V.T V W.T) with "
+                                   "E[U U.T] = (r/m) I and E[V.T V] = (r/n) I, then take "
+                                   "the square root.")
 
     return _judge(f"amplification: r = {low} vs r = {high}", check)

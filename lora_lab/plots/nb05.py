@@ -85,14 +85,18 @@ def update_spectrum_figure(spectra: Mapping[str, np.ndarray], *, shown: int = 64
 
 
 def truncated_update_figure(ranks: Sequence[int], accuracy: Sequence[float], *,
-                            references: Mapping[str, float] | None = None) -> Figure:
+                            references: Mapping[str, float] | None = None,
+                            trained: Mapping[int, float] | None = None) -> Figure:
     """Test accuracy of a model whose update is cut down to rank k, against k.
 
     ``ranks`` (n,): increasing ints >= 1; ``accuracy`` (n,): fractions in [0, 1], one per
     rank; ``references`` maps a label (e.g. ``"full fine-tuning"``, ``"frozen"``) to an
-    accuracy drawn as a dashed horizontal line. The x axis is logarithmic (base 2) with a
-    tick at every rank, the y axis in percent. Why: "which rank is enough?" is where the
-    curve meets the untruncated update's line.
+    accuracy drawn as a dashed horizontal line; ``trained`` maps a rank r (int >= 1) to the
+    accuracy of LoRA *trained* at that rank, drawn as separate markers (the paper's Table 6
+    trains at each rank rather than cutting a full update down). The x axis is logarithmic
+    (base 2) with a tick at every rank, the y axis in percent. Why: "which rank is enough?"
+    is where the curve meets the untruncated update's line, and training at a rank is a
+    different answer from cutting down to it.
     """
     k = np.array([check_int(r, "ranks", minimum=1) for r in ranks])
     acc = as_array(accuracy, "accuracy", ndim=1)
@@ -106,6 +110,13 @@ def truncated_update_figure(ranks: Sequence[int], accuracy: Sequence[float], *,
     fig = Figure(figsize=(6.0, 3.4), layout="constrained")
     ax = fig.subplots()
     ax.plot(k, 100 * acc, "o-", label="update truncated to rank k")
+    if trained is not None and not isinstance(trained, Mapping):
+        raise TypeError(f"trained must map a rank to an accuracy, got {type(trained).__name__}")
+    if trained:
+        r_trained = [check_int(r, "trained (rank)", minimum=1) for r in trained]
+        values = [_nb05_fraction(v, f"trained[{r}]") for r, v in trained.items()]
+        ax.plot(r_trained, [100 * v for v in values], "s", color="C3", markersize=7,
+                label="LoRA trained at rank r")
     styles = iter(["--", ":", "-."] * 4)
     for label, value in (references or {}).items():
         ax.axhline(100 * _nb05_fraction(value, f"references[{label!r}]"), color="grey",
