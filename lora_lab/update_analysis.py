@@ -19,8 +19,9 @@ Hu et al., *LoRA: Low-Rank Adaptation of Large Language Models* (ICLR 2022, arXi
   ``||ΔW||_F / ||U.T @ W @ V.T||_F`` (:func:`amplification_factor`;
   :func:`compare_to_weight` returns all of one update's numbers from one SVD).
 
-Every function takes one SVD of each matrix it is given, and no more (a 256 x 256 SVD costs
-about 10 ms on one core, several times that when BLAS spreads it over threads). Why here and
+Every function takes one SVD of each matrix it is given, and no more (a 256 x 256 SVD takes
+about 12 ms on one core of our 2-core machine, and over 40 ms when BLAS runs it on two or more
+threads). Why here and
 not in ``lowrank``: these are questions about an *update* and the weight it changes, asked by
 notebook 05; ``lowrank`` holds the general tools they are built from.
 """
