@@ -126,3 +126,9 @@ def test_names_are_unique_across_notebook_modules(package: str) -> None:
             assert name not in seen, f"{name} is in both {seen[name]} and nb{number}"
             seen[name] = f"nb{number}"
             assert getattr(pkg, name) is getattr(module, name)
+
+
+def test_none_is_not_a_number() -> None:
+    assert core.number(None) is None
+    with pytest.raises(core.LearnerError, match="k is None, not a number"):
+        core.one_number(None, "k")

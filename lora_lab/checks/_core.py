@@ -155,7 +155,7 @@ def compare(got: Any, expected: Any, what: str, *, dtype: str = "float64",
 
 def number(got: Any) -> float | None:
     """``got`` as a float if it is one real number (a 0-d array or 1-element tensor too)."""
-    if isinstance(got, (bool, np.bool_, str, bytes)):
+    if got is None or isinstance(got, (bool, np.bool_, str, bytes)):
         return None
     try:
         value = to_numpy(got)
@@ -181,6 +181,8 @@ def one_number(value: Any, name: str, example: str = "0.5") -> float:
     require_answered(**{name: value})
     hint = (f"set {name} to one number such as {example} (an expression is fine; not a "
             "list, a string or a function).")
+    if value is None:
+        raise LearnerError(f"{name} is None, not a number.", hint)
     if callable(value):
         raise LearnerError(f"{name} is a function, but the exercise asks for a number.", hint)
     got = number(value)
