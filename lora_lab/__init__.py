@@ -54,6 +54,7 @@ _TORCH_NAMES = {
                      "saved_modules", "unmerge_lora"],
                     "adapters"),
     **dict.fromkeys(["load_adapter", "save_adapter"], "peft_format"),
+    **dict.fromkeys(["History", "accuracy", "predict", "train"], "train"),
     **dict.fromkeys(["VOCAB", "VOCAB_SIZE", "Digits", "build_digits_mlp", "decode", "encode",
                      "load_digits", "load_digits_mlp", "load_text", "load_tiny_llama",
                      "verify_data"], "data"),
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
     )
     from .layers import LoRALinear, ModulesToSaveWrapper
     from .peft_format import load_adapter, save_adapter
+    from .train import History, accuracy, predict, train
 
 
 def __getattr__(name: str) -> Any:
@@ -105,10 +107,12 @@ __all__ = [
     "VOCAB",
     "VOCAB_SIZE",
     "Digits",
+    "History",
     "LoRAGrads",
     "LoRALinear",
     "ModulesToSaveWrapper",
     "ParameterCount",
+    "accuracy",
     "amplification_factor",
     "apply_lora",
     "approximation_error",
@@ -140,6 +144,7 @@ __all__ = [
     "merge_weights",
     "mse_loss",
     "numerical_gradient",
+    "predict",
     "projection_norm",
     "random_projection_rms",
     "random_similarity",
@@ -152,6 +157,7 @@ __all__ = [
     "stable_rank",
     "storage_cost",
     "subspace_similarity",
+    "train",
     "train_lora",
     "truncated_svd",
     "truncation_error",
