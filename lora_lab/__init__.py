@@ -54,7 +54,7 @@ _TORCH_NAMES = {
                      "saved_modules", "unmerge_lora"],
                     "adapters"),
     **dict.fromkeys(["load_adapter", "save_adapter"], "peft_format"),
-    **dict.fromkeys(["History", "accuracy", "predict", "train"], "train"),
+    **dict.fromkeys(["History", "accuracy", "predict"], "train"),
     **dict.fromkeys(["VOCAB", "VOCAB_SIZE", "Digits", "build_digits_mlp", "decode", "encode",
                      "load_digits", "load_digits_mlp", "load_text", "load_tiny_llama",
                      "verify_data"], "data"),
@@ -88,7 +88,7 @@ if TYPE_CHECKING:
     )
     from .layers import LoRALinear, ModulesToSaveWrapper
     from .peft_format import load_adapter, save_adapter
-    from .train import History, accuracy, predict, train
+    from .train import History, accuracy, predict
 
 
 def __getattr__(name: str) -> Any:

@@ -240,3 +240,15 @@ def test_lora_lab_on_pythonpath_only_passes(tmp_path: Path) -> None:
     assert (f"✅ lora_lab 0.1.0 ok (imported from {checkout / 'lora_lab'}; requirements from "
             f"{checkout / 'pyproject.toml'})") in done.stdout
     assert report[-1] == "Environment OK: you are ready to start."
+
+
+def test_every_re_exported_name_resolves_to_what_it_names() -> None:
+    """Lazy names load their module on first use; a name equal to a submodule's would be shadowed."""
+    import importlib
+
+    import lora_lab
+
+    for name in lora_lab.__all__:
+        value = getattr(lora_lab, name)
+        assert not (isinstance(value, type(lora_lab)) and name in lora_lab._TORCH_NAMES), name
+    assert importlib.import_module("lora_lab.train").train is not None
