@@ -157,7 +157,6 @@ __all__ = [
     "stable_rank",
     "storage_cost",
     "subspace_similarity",
-    "train",
     "train_lora",
     "truncated_svd",
     "truncation_error",
