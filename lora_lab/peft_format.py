@@ -53,6 +53,11 @@ PEFT_PREFIX = "base_model.model."
 # safetensors metadata: a hash of the settings (not the bytes) of the config saved with it
 SETTINGS_HASH_KEY = "lora_lab_settings_sha256"
 _LORA_KEY = re.compile(r"^(?P<path>.+)\.(?P<which>lora_[AB])\.weight$")
+# PEFT's task types (peft.utils.peft_types.TaskType, PEFT 0.21): with one of these in
+# adapter_config.json, PeftModel.from_pretrained returns the task's class (CAUSAL_LM:
+# PeftModelForCausalLM); without one, a plain PeftModel.
+PEFT_TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS",
+                   "FEATURE_EXTRACTION")
 
 # The config fields that decide what a loaded adapter computes: the two files are
 # paired on these (canonical JSON, so key order, indentation and extra bookkeeping
@@ -167,7 +172,26 @@ def _check_directory(directory: Any) -> Path:
     return directory
 
 
-def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
+def _check_task_type(task_type: Any) -> str | None:
+    """``task_type`` if it is None or one of PEFT's task types, else TypeError/ValueError."""
+    if task_type is None:
+        return None
+    if not isinstance(task_type, str):
+        raise TypeError(f"task_type must be None or a str, one of {list(PEFT_TASK_TYPES)}, got "
+                        f"{type(task_type).__name__}")
+    if task_type not in PEFT_TASK_TYPES:
+        raise ValueError(f"task_type must be None or one of PEFT's task types "
+                         f"{list(PEFT_TASK_TYPES)}, got {task_type!r}")
+    return PEFT_TASK_TYPES[PEFT_TASK_TYPES.index(task_type)]   # a plain str (not an enum)
+
+
+def _alpha_for_config(alpha: float) -> int | float:
+    """``alpha`` as PEFT writes it: an int when it is a whole number (``16``, not ``16.0``)."""
+    return int(alpha) if float(alpha).is_integer() else float(alpha)
+
+
+def save_adapter(model: nn.Module, directory: str | os.PathLike[str], *,
+                 task_type: str | None = None) -> Path:
     """Write the adapter of ``model`` to ``directory`` in PEFT's layout; return the directory.
 
     Files: ``adapter_model.safetensors`` (keys ``base_model.model.<path>.lora_A.weight``
@@ -178,10 +202,17 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     save leaves the previous adapter as it was; the weights also record a hash
     of the config's settings, so ``load_adapter`` refuses a pair from two
     different saves. Merged layers are saved all the same: merging does not
-    change the factors. Raises ``ValueError`` for a bare ``LoRALinear``, layers
-    with different r/alpha/dropout/use_rslora, a LoRA layer used at two paths,
-    or module paths PEFT's matching rules could not tell apart.
+    change the factors. ``lora_alpha`` is written as an int when it is a whole
+    number, as PEFT writes it. ``task_type``: None (PEFT then loads the adapter as
+    a plain ``PeftModel``) or one of PEFT's task types :data:`PEFT_TASK_TYPES`, e.g.
+    ``"CAUSAL_LM"`` for a ``transformers`` causal LM (``PeftModelForCausalLM``, as
+    ``get_peft_model`` with ``LoraConfig(task_type="CAUSAL_LM")`` gives). Raises
+    ``ValueError`` for a bare ``LoRALinear``, layers with different
+    r/alpha/dropout/use_rslora, a LoRA layer used at two paths, module paths PEFT's
+    matching rules could not tell apart, or a ``task_type`` PEFT does not know
+    (``TypeError`` if it is not a str); nothing is written then.
     """
+    task_type = _check_task_type(task_type)
     layers = _require_lora(model)
     if any(not name for name, _ in layers):
         raise ValueError("model is a bare LoRALinear: put it inside a model (e.g. "
@@ -196,11 +227,11 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str]) -> Path:
     keep = sorted(name for name, _ in wrappers)
     config = {
         "peft_type": "LORA",
-        "task_type": None,
+        "task_type": task_type,
         "base_model_name_or_path": None,
         "inference_mode": True,
         "r": _shared_setting(layers, "r"),
-        "lora_alpha": _shared_setting(layers, "alpha"),
+        "lora_alpha": _alpha_for_config(_shared_setting(layers, "alpha")),
         "lora_dropout": _shared_setting(layers, "dropout"),
         "target_modules": _target_modules_for(model, paths, keep),
         "bias": "none",

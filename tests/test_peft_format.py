@@ -368,6 +368,7 @@ def test_task_type_on_a_transformers_model(tmp_path: Path) -> None:
     torch.testing.assert_close(ours(input_ids=ids).logits, reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_all_linear_llama_adapter_round_trips_through_peft(tmp_path) -> None:
     """Module order (q, k, v, o, gate, up, down) is not sorted order: save must not care."""
     import copy
@@ -393,3 +394,74 @@ def test_all_linear_llama_adapter_round_trips_through_peft(tmp_path) -> None:
     theirs = PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()
     torch.testing.assert_close(ours(ids).logits, expected, rtol=0, atol=0)
     torch.testing.assert_close(theirs(ids).logits, expected, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- task_type, alpha
+
+def _tiny_causal_lm() -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+                         num_attention_heads=2, vocab_size=13, max_position_embeddings=16)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_peft_task_types_are_peft_s_own() -> None:
+    from peft import TaskType
+
+    assert list(L.peft_format.PEFT_TASK_TYPES) == [t.value for t in TaskType]
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize(("task_type", "peft_class"), [(None, "PeftModel"),
+                                                       ("CAUSAL_LM", "PeftModelForCausalLM")])
+def test_task_type_decides_the_class_peft_loads_and_nothing_else(tmp_path: Path, task_type,
+                                                                 peft_class: str) -> None:
+    from peft import TaskType
+
+    llama = _tiny_causal_lm()
+    model = L.apply_lora(copy.deepcopy(llama), ["q_proj", "v_proj"], r=2, alpha=4)
+    with torch.no_grad():
+        for _, layer in L.lora_layers(model):
+            layer.lora_B.normal_()
+    L.save_adapter(model, tmp_path, task_type=task_type)
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["task_type"] == task_type and config["lora_alpha"] == 4
+    assert isinstance(config["lora_alpha"], int)                     # as PEFT writes it: 4
+    theirs = PeftModel.from_pretrained(copy.deepcopy(llama), tmp_path).eval()
+    assert type(theirs).__name__ == peft_class
+    ids = torch.arange(10).unsqueeze(0)
+    torch.testing.assert_close(theirs(input_ids=ids).logits, model(input_ids=ids).logits,
+                               rtol=1e-5, atol=1e-6)
+    if task_type is not None:                                      # the enum is accepted too
+        L.save_adapter(model, tmp_path / "enum", task_type=TaskType.CAUSAL_LM)
+        saved = json.loads((tmp_path / "enum" / "adapter_config.json").read_text())
+        assert saved["task_type"] == "CAUSAL_LM"
+
+
+def test_a_fractional_alpha_stays_a_float_and_loads_the_same(tmp_path: Path) -> None:
+    model = L.apply_lora(base(), ["q", "v"], r=2, alpha=2.5)
+    with torch.no_grad():
+        for _, layer in L.lora_layers(model):
+            layer.lora_B.normal_()
+    L.save_adapter(model, tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["lora_alpha"] == 2.5
+    expected = model(IDS)
+    torch.testing.assert_close(L.load_adapter(base(), tmp_path)(IDS), expected, rtol=0, atol=0)
+    torch.testing.assert_close(peft_load(tmp_path)(IDS), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("task_type", "error", "match"), [
+    ("causal_lm", ValueError, r"task_type must be None or one of PEFT's task types \['SEQ_CLS'"),
+    ("LM", ValueError, "'LM'"),
+    (3, TypeError, "task_type must be None or a str"),
+])
+def test_an_unknown_task_type_is_refused_before_anything_is_written(tmp_path: Path, task_type,
+                                                                   error, match) -> None:
+    model = L.apply_lora(base(), ["q", "v"], r=2, alpha=4)
+    before = snapshot(model)
+    with pytest.raises(error, match=match):
+        L.save_adapter(model, tmp_path / "adapter", task_type=task_type)
+    assert not (tmp_path / "adapter").exists()
+    assert_unchanged(model, before)

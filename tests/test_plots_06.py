@@ -64,3 +64,41 @@ def test_target_comparison_dots_per_seed_and_base_lines() -> None:
 def test_target_comparison_rejects_what_it_cannot_draw(new, old, base, match) -> None:
     with pytest.raises(ValueError, match=match):
         plots.target_comparison_figure(new, old, base=base)
+
+
+POINTS = {"lora": {0.01: [(2.5, 3.0), (2.7, 3.2)], 0.02: [(2.2, 3.5), (2.4, 3.7)]},
+          "full": {0.001: [(2.0, 2.2)], 0.002: [(1.8, 2.6)], 0.004: [(2.1, 3.0)]}}
+
+
+def test_learning_forgetting_one_curve_per_variant_through_the_seed_means() -> None:
+    fig = plots.learning_forgetting_figure(POINTS, chosen={"lora": 0.02, "full": 0.002},
+                                           labels=("code", "poetry"))
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    curves = [line for line in ax.get_lines() if line.get_label() in POINTS]
+    assert [line.get_label() for line in curves] == ["lora", "full"]
+    np.testing.assert_allclose(curves[0].get_xdata(), [2.6, 2.3])          # means, lr order
+    np.testing.assert_allclose(curves[0].get_ydata(), [3.1, 3.6])
+    np.testing.assert_allclose(curves[1].get_xdata(), [2.0, 1.8, 2.1])
+    rings = [line for line in ax.get_lines() if line.get_markersize() == 13]
+    assert [(line.get_xdata()[0], line.get_ydata()[0]) for line in rings] == [(2.3, 3.6),
+                                                                              (1.8, 2.6)]
+    seeds = [line for line in ax.get_lines() if line.get_markersize() == 5
+             and line.get_linestyle() == "None"]
+    assert sum(len(line.get_xdata()) for line in seeds) == 7                # every run a dot
+    assert "code" in ax.get_xlabel() and "poetry" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.texts] == ["0.01", "0.02", "0.001", "0.004"]
+
+
+@pytest.mark.parametrize(("points", "chosen", "match"), [
+    ({}, None, "at least one"),
+    ({"a": {}}, None, "learning rates"),
+    ({"a": {0.0: [(1.0, 2.0)]}}, None, "> 0"),
+    ({"a": {0.1: [(1.0, 2.0, 3.0)]}}, None, "shape"),
+    ({"a": {0.1: [(1.0, np.nan)]}}, None, "NaN"),
+    ({"a": {0.1: [(1.0, 2.0)]}}, {"a": 0.2}, "not a rate"),
+    ({"a": {0.1: [(1.0, 2.0)]}}, {"b": 0.1}, "not a rate"),
+])
+def test_learning_forgetting_rejects_what_it_cannot_draw(points, chosen, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        plots.learning_forgetting_figure(points, chosen=chosen)

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from .._validate import as_array
 
 __all__ = [
+    "learning_forgetting_figure",
     "target_comparison_figure",
     "training_curves_figure",
 ]
@@ -110,3 +111,67 @@ def _base_level(ax: object, table: dict[str, np.ndarray], level: float) -> None:
     ax.text(0.98, 0.97 if level > high else 0.03, f"base model: {level:.2f} ({where} the chart)",
             transform=ax.transAxes, ha="right", va="top" if level > high else "bottom",
             fontsize=8, color="gray")
+
+
+def _sweep_points(points: object) -> dict[str, dict[float, np.ndarray]]:
+    """``{variant: {lr: array (seeds, 2)}}`` from the mapping, checked (finite, lr > 0)."""
+    if not isinstance(points, Mapping) or not points:
+        raise ValueError("points must map at least one variant name to {lr: [(new, old), ...]}")
+    table: dict[str, dict[float, np.ndarray]] = {}
+    for variant, by_lr in points.items():
+        if not isinstance(by_lr, Mapping) or not by_lr:
+            raise ValueError(f"points[{variant!r}] must map learning rates to runs")
+        table[str(variant)] = {}
+        for lr, runs in by_lr.items():
+            if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+                raise ValueError(f"points[{variant!r}] has learning rate {lr!r}; must be > 0")
+            pairs = as_array(runs, f"points[{variant!r}][{lr!r}]", ndim=2)
+            if pairs.shape[1] != 2 or len(pairs) == 0:
+                raise ValueError(f"points[{variant!r}][{lr!r}] must be runs of (new, old) "
+                                 f"losses, shape (seeds, 2), got {pairs.shape}")
+            table[str(variant)][float(lr)] = pairs
+    return table
+
+
+def learning_forgetting_figure(points: Mapping[str, Mapping[float, Sequence[Sequence[float]]]],
+                               *, chosen: Mapping[str, float] | None = None,
+                               labels: tuple[str, str] = ("new text", "original text")
+                               ) -> Figure:
+    """Learning against forgetting over a learning-rate grid, one curve per variant.
+
+    ``points``: ``{variant: {lr: [(new, old) for each seed]}}``, held-out losses on the new
+    text (x) and on the original text (y), finite. Each run is a small dot; each variant's
+    mean over the seeds at each rate is a larger dot, joined in order of the rate, with the
+    lowest and highest rate written beside their dots;
+    ``chosen`` (``{variant: lr}``, optional) rings the rate each variant was run at. Lower
+    left is better on both: a point below and to the left of another learned more and
+    forgot less. ``labels``: the two texts, for the axes. Raises ``ValueError`` for
+    malformed points or a chosen rate that is not in the grid.
+    """
+    table = _sweep_points(points)
+    chosen = dict(chosen or {})
+    for variant, lr in chosen.items():
+        if variant not in table or float(lr) not in table[variant]:
+            raise ValueError(f"chosen[{variant!r}] = {lr!r} is not a rate of points[{variant!r}]")
+    fig = Figure(figsize=(7.2, 4.6))
+    ax = fig.subplots()
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.12, top=0.95)
+    for i, (variant, by_lr) in enumerate(table.items()):
+        colour = f"C{i % 10}"
+        rates = sorted(by_lr)
+        means = np.array([by_lr[lr].mean(axis=0) for lr in rates])
+        runs = np.concatenate([by_lr[lr] for lr in rates])
+        ax.plot(runs[:, 0], runs[:, 1], ".", color=colour, alpha=0.4, markersize=5)
+        ax.plot(means[:, 0], means[:, 1], "o-", color=colour, markersize=5, linewidth=1.2,
+                label=variant)
+        for end in (0, -1):                                # the grid's ends, labelled
+            ax.annotate(f"{rates[end]:g}", means[end], textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color=colour)
+        if variant in chosen:
+            x, y = by_lr[float(chosen[variant])].mean(axis=0)
+            ax.plot([x], [y], "o", markersize=13, markerfacecolor="none", color=colour)
+    ax.set_xlabel(f"held-out loss on {labels[0]} (nats per character)")
+    ax.set_ylabel(f"held-out loss on {labels[1]} (nats per character)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return fig

@@ -19,8 +19,8 @@
 # Solutions to the five exercises of `06_lora_in_a_transformer.ipynb`. For each one: the
 # answer with the reasoning behind it, the self-check passing, and a typical wrong answer
 # together with what the check tells you about it. Try the exercises yourself first — the
-# hints in the main notebook are designed to get you there. Where an exercise uses the
-# lesson's trained models, this notebook trains them again, with the same seeds.
+# hints in the main notebook are designed to get you there. Exercise 2 is checked against the
+# lesson's experiment, read from the same stored sweep the lesson reads (and reproduces).
 
 # %%
 import copy
@@ -34,13 +34,15 @@ from transformers.utils import logging as hf_logging
 
 from lora_lab import apply_lora, checks, lora_layers, save_adapter
 from lora_lab.data import DATA_DIR, load_text
-from lora_lab.language_model import TARGET_VARIANTS, char_windows, finetune, text_loss
-from lora_lab.memory import LLAMA_2_7B, lora_parameter_count, training_memory
+from lora_lab.language_model import LR_SWEEP, TARGET_VARIANTS, char_windows
+from lora_lab.memory import LLAMA_2_7B, TransformerShape, lora_parameter_count, training_memory
 
 torch.set_num_threads(1)        # one thread: the same float results on every run
 _ = torch.manual_seed(0)
 hf_logging.disable_progress_bar()
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+# PEFT calls a method transformers has deprecated; that one warning is nothing for us to fix
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                        category=FutureWarning, module=r"transformers\.")
 
 # %%
 from peft import PeftModel
@@ -86,38 +88,43 @@ _ = checks.check_all_linear_count(22, base)
 #
 # *Closes more:* all-linear. LoRA on `q_proj` and `v_proj` can only change how each
 # position attends to the others and what it reads from them; all-linear changes the MLPs
-# too, where a transformer does most of its per-position computation — and here with
-# $r = 8$ against $r = 4$, ten times the trainable parameters. QLoRA reports the same
-# direction for large models.
+# too, which hold two thirds of each layer's weights (asserted below) — and here with
+# $r = 8$ against $r = 4$, ten times the trainable parameters. Which of the two made the
+# difference is what the lesson's control, q,v at $r = 38$ with exactly all-linear's count,
+# answers: in that experiment it stayed far behind all-linear, so the choice of layers
+# mattered more than the count. QLoRA reports the same direction for large models.
 #
 # *Forgets most:* this is the surprising one. "Full fine-tuning changes every weight, so it
 # forgets most" sounds right, but forgetting depends on how far the update moves the model,
-# not on how many parameters move. With only two small matrices per layer to work with, the
-# q,v adapter is pushed hard (at a learning rate of 0.02) to turn a Shakespeare model into a
-# code model, and bends its attention far from what Shakespeare needs.
+# not on how many parameters move. In the lesson, q,v at $r = 4$ forgot the most at the
+# chosen learning rates, in both seeds — and across the whole learning-rate grid every q,v
+# run was beaten on both texts (more code learned, less Shakespeare forgotten) by some
+# all-linear run, and every all-linear run by some full fine-tuning run. The experiment shows
+# *that*; it does not tell why.
 
 # %% tags=["solution"]
 # ✏️ "q,v" or "all-linear"; then "q,v", "all-linear" or "full"
 ### BEGIN SOLUTION
-closes_more = "all-linear"   # adapters in the MLPs too, and more trainable parameters
-forgets_most = "q,v"         # the fewest parameters, pushed hardest: attention bent furthest
+closes_more = "all-linear"   # the MLPs too; and it beat q,v even at equal parameter counts
+forgets_most = "q,v"         # few parameters do not mean little forgetting
 ### END SOLUTION
 
+# %%
+layer = TransformerShape.from_config(base.config).linear_shapes()
+mlp = sum(o * i for name, (o, i) in layer.items() if name.endswith(("gate_proj", "up_proj",
+                                                                    "down_proj")))
+print(f"MLP share of a layer's weights: {mlp / sum(o * i for o, i in layer.values()):.0%}")
+assert abs(mlp / sum(o * i for o, i in layer.values()) - 2 / 3) < 0.01
+
 # %% [markdown]
-# The lesson's §3 experiment again, with the same windows, settings and seeds (about ten
-# seconds):
+# The lesson's §3 results, from the stored sweep at each variant's chosen learning rate (the
+# lesson reruns seed 0 of each and checks that it reproduces these numbers):
 
 # %%
-VARIANTS = TARGET_VARIANTS               # the lesson's three variants and learning rates
-code_windows = char_windows(load_text("python_code", "train"), 65, 320, seed=0)
-held_out = {name: char_windows(load_text(name, "validation"), 128, 48)
-            for name in ("python_code", "tinyshakespeare")}
-code_loss, old_loss = {}, {}
-for name, settings in VARIANTS.items():
-    for seed in (0, 1):
-        model, _ = finetune(base, code_windows, seed=seed, **settings)
-        code_loss[name, seed] = text_loss(model, held_out["python_code"])
-        old_loss[name, seed] = text_loss(model, held_out["tinyshakespeare"])
+VARIANTS = TARGET_VARIANTS               # the lesson's variants and learning rates
+tuned = {(name, s): LR_SWEEP[name, v["lr"], s] for name, v in VARIANTS.items() for s in (0, 1)}
+code_loss = {key: result.code for key, result in tuned.items()}
+old_loss = {key: result.shakespeare for key, result in tuned.items()}
 for name in VARIANTS:
     print(f"{name:<11} Python code {code_loss[name, 0]:.2f} {code_loss[name, 1]:.2f}   "
           f"Shakespeare {old_loss[name, 0]:.2f} {old_loss[name, 1]:.2f}")
@@ -167,11 +174,11 @@ peft_model = PeftModel.from_pretrained(copy.deepcopy(base), folders["code"])
 peft_model.load_adapter(folders["docs"], adapter_name="docs")
 with torch.no_grad():
     logits = peft_model(probe).logits
-    distance = {name: (logits - model(probe).logits).abs().max().item()
+    distance = {name: ((logits - model(probe).logits).abs().max() / logits.abs().max()).item()
                 for name, model in ours.items()}
 measured = min(distance, key=distance.get)
 print(f"active adapter: {peft_model.active_adapter!r}; outputs of: {measured}")
-assert distance[measured] < 1e-6 < distance["docs" if measured == "code" else "code"]
+assert distance[measured] < 1e-5 < 0.01 < distance["docs" if measured == "code" else "code"]
 
 # %%
 _ = checks.check_active_adapter(active_after_loading, measured)
@@ -209,17 +216,19 @@ print(f"q,v: {qv_r16:,}   all-linear: {all_linear_r16:,}")
 assert qv_r16 == lora_parameter_count(LLAMA_2_7B, 16, ["q_proj", "v_proj"])
 
 # %% [markdown]
-# **A typical wrong answer** takes the MLP's matrices to be 4,096 × 4,096 like the
-# attention's:
+# **Typical wrong answers** take the MLP's matrices to be 4,096 × 4,096 like the attention's,
+# or leave one matrix out (here `v_proj`, in the q,v count):
 
 # %%
 _ = checks.check_7b_lora_count(qv_r16, 32 * 7 * 16 * (4096 + 4096))
+_ = checks.check_7b_lora_count(32 * 16 * (4096 + 4096), all_linear_r16)
 
 # %% [markdown]
 # ## Exercise 5 — what to fine-tune within 14.5 GB
 #
+# A 16 GiB card holds 17.2 GB; less 2.7 GB for activations and the software, 14.5 GB are left.
 # With `training_memory`'s defaults (2 bytes for every weight; 2 more for the gradient and 8
-# for Adam's two float32 averages of every trained one):
+# for Adam's two float32 moments of every trained one):
 
 # %%
 n = LLAMA_2_7B.parameter_count()
@@ -236,7 +245,9 @@ for label, (total, trained) in options.items():
 # %% [markdown]
 # Full fine-tuning (81 GB) and all-linear at $r = 64$ (15.4 GB) do not fit; q,v and
 # all-linear at $r = 16$ both do. In §3 of the lesson, all-linear closed more of the gap on
-# every seed, and here it costs only 0.4 GB more than q,v. So: all-linear at $r = 16$.
+# every seed, and here it costs only 0.4 GB more than q,v for weights, gradients and Adam's
+# state. (It also keeps more activations — the lesson's §7.2 measures that — which the
+# 2.7 GB set aside must cover.) So: all-linear at $r = 16$.
 
 # %% tags=["solution"]
 # ✏️ "full", "q,v r=16", "all-linear r=16" or "all-linear r=64"
