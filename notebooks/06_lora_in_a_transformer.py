@@ -373,6 +373,8 @@ for part, text in (("fit", fit_text), ("tuning", tuning_text),
     print(f"{part:<10} {len(text):>7,} characters, from {text[:40]!r}")
 print(f"{len(modules)} modules, the last {modules[-1]!r}")
 assert fit_text + tuning_text == python_code and len(modules) == 11
+assert modules[-2] in fit_text and len(tuning_text) - tuning_text.index(modules[-1]) == 4_512
+assert "# ----" not in load_text("python_code", "validation")          # all of it pprint.py
 
 # %% [markdown]
 # The fit text runs from `textwrap.py` into `contextlib.py`; the tuning text is the rest of
@@ -707,9 +709,9 @@ assert not beaten_everywhere("full", "all-linear")
 # "LoRA Learns Less and Forgets Less") found on 7B models that LoRA forgot less than full
 # fine-tuning — and, plotting forgetting against learning as here (their §4.3), that the two
 # seem to lie on the same learning–forgetting curve, LoRA further along it: learning less and
-# forgetting less. A tiny
-# model after 40 steps is not a 7B model after billions of tokens; what this experiment
-# shows is that fewer trainable parameters do not by themselves mean less forgetting.
+# forgetting less. A tiny model after 40 steps is not a 7B model after billions of tokens;
+# what this experiment shows is that fewer trainable parameters do not by themselves mean
+# less forgetting.
 #
 # There is a difference of kind, too. LoRA's forgetting is **reversible**: the base weights
 # were never touched, so switching the adapter off gives back the pretrained model exactly —
@@ -1088,14 +1090,16 @@ assert adapter_dtypes == {torch.float32} and other_dtypes == {torch.bfloat16}
 # ### 7.2 Weights, gradients and Adam's state
 #
 # Training keeps, for every parameter, its value; for every *trainable* parameter also its
-# gradient and Adam's two running averages (moments). How many bytes each takes is a choice.
-# One common accounting of mixed-precision training: 2 bytes for a 16-bit weight, 2 for its
-# gradient and 8 for Adam's two float32 moments — 12 bytes for each trained parameter, 2 for
-# each frozen one. It is `lora_lab.memory.training_memory`'s default, and the accounting
-# behind QLoRA's figure below. The other usual one also keeps a float32 *master copy* of every
-# trained weight, which the optimiser updates — 16 bytes per trained parameter (the ZeRO
-# paper's count; `optimizer_bytes=12`). Activations come on top of both; they depend on batch
-# size and sequence length.
+# gradient and Adam's two running averages (moments). How many bytes each takes is a choice. One
+# common accounting of mixed-precision training: 2 bytes for a 16-bit weight, 2 for its gradient
+# and 8 for Adam's two float32 moments — 12 bytes for each trained parameter, 2 for each frozen
+# one. It is the default of `lora_lab.memory.training_memory` — an estimate from parameter counts,
+# for models you do not have in memory (notebook 04's `lora_lab.train.training_memory(model)`
+# instead measures the tensors of a model you have) — and the accounting behind QLoRA's figure
+# below. The other usual one also keeps a float32 *master copy* of every trained weight, which the
+# optimiser updates — 16 bytes per trained parameter (the ZeRO paper's count;
+# `optimizer_bytes=12`). Activations come on top of both; they depend on batch size and sequence
+# length.
 #
 # ### ✏️ Exercise 5 — choose for a memory budget
 #
@@ -1181,8 +1185,8 @@ assert 4096 * down_proj_input > max(5 * extra_state, 2.7e9)
 # all-linear's weights, gradients and Adam's state add to q,v's. So the choice of targets is
 # also a question of memory, through the activations; gradient checkpointing (recomputing
 # activations in the backward pass) trades that memory for time. Exercise 5's 2.7 GB for
-# activations holds only short sequences and small batches — one reason QLoRA (§7.3) is the
-# usual choice on a card of that size.
+# activations is less than `down_proj`'s inputs alone take for 4,096 tokens — one reason
+# QLoRA (§7.3) is the usual choice on a card of that size.
 #
 # **Compared with the papers.** What `training_memory` gives for the figures the LoRA and
 # QLoRA papers publish:
@@ -1209,13 +1213,14 @@ print("GPT-3 175B, full, all in 16 bits: " + ", ".join(
 assert 780e9 < full_65b < 790e9 and abs(with_lora / 350e9 - 1) < 0.005
 assert 0.07 < 2 * lora_gpt3 / 35e6 - 1 < 0.08 and 6.8 < 1.2e12 / n_gpt3 < 6.9
 assert all(abs(b * n_gpt3 / 1.2e12 - 1) > 0.1 for b in (*readings.values(), 12))
+assert abs(readings["weights + Adam"] * n_gpt3 / with_lora - 3) < 0.01     # "up to 2/3"
 
 # %% [markdown]
 # The 12-byte accounting reproduces QLoRA's "more than 780 GB" (783 GB) and the LoRA paper's
 # 350 GB (349 GB: the frozen 16-bit weights, 349.2 GB, plus 0.2 GB for the adapter and its
 # state); the adapter is 37.7 MB in 16 bits, the paper's 35 MB to within 8 % (notebook 02
 # §7.1 traces that figure). The 1.2 TB of full fine-tuning is not reproduced: it is 6.9 bytes
-# per parameter, and no accounting of whole 16-bit numbers lands within 10 % of it. The
+# per parameter, and none of the accountings above lands within 10 % of it. The
 # paper's own explanation — up to 2/3 saved because no optimiser state is kept for frozen
 # weights — fits the 6-byte reading (16-bit weights and Adam moments, gradients not counted):
 # 1.05 TB, of which LoRA's 350 GB is a third. The paper does not state its accounting.

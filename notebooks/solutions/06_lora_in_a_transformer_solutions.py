@@ -96,7 +96,7 @@ _ = checks.check_all_linear_count(22, base)
 #
 # *Forgets most:* this is the surprising one. "Full fine-tuning changes every weight, so it
 # forgets most" sounds right, but forgetting depends on how far the update moves the model,
-# not on how many parameters move. In the lesson, q,v at $r = 4$ forgot the most at the
+# not only on how many parameters move. In the lesson, q,v at $r = 4$ forgot the most at the
 # chosen learning rates, in both seeds — and across the whole learning-rate grid every q,v
 # run was beaten on both texts (more code learned, less Shakespeare forgotten) by some
 # all-linear run, and every all-linear run by some full fine-tuning run. The experiment shows
