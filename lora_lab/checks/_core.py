@@ -180,7 +180,7 @@ def one_number(value: Any, name: str, example: str = "0.5") -> float:
     """
     require_answered(**{name: value})
     hint = (f"set {name} to one number such as {example} (an expression is fine; not a "
-            "list, a string or a function).")
+            "list of several numbers, a string or a function).")
     if value is None:
         raise LearnerError(f"{name} is None, not a number.", hint)
     if callable(value):

@@ -12,7 +12,7 @@ is named as such.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,11 +25,11 @@ from ._core import (
     LearnerError,
     Mistake,
     compare,
+    judge,
     least_precise,
     match_mistake,
     one_number,
     require_answered,
-    verdict,
 )
 
 __all__ = [
@@ -43,15 +43,6 @@ SCALAR_FLOOR = "float32"
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-def _judge(title: str, check: Callable[[], None]) -> bool:
-    """Run ``check()``; print the verdict (its :class:`LearnerError`, or a pass); return it."""
-    try:
-        check()
-    except LearnerError as wrong:
-        return verdict(title, wrong.problem, wrong.hint)
-    return verdict(title)
-
 
 def _number(raw: Any, name: str) -> float:
     """``raw`` as one number (:func:`one_number`), with ``None`` named as such.
@@ -138,7 +129,7 @@ def check_update_k90(k90: Any, s: np.ndarray, printed: int = 16) -> bool:
         raise LearnerError(f"k90 = {k} is not the smallest k that keeps 90 % of the energy.",
                            hint)
 
-    return _judge("k90 of the full update", check)
+    return judge("k90 of the full update", check)
 
 
 # --------------------------------------------------------------------------- exercise 2
@@ -185,7 +176,7 @@ def check_phi_by_hand(phi_same: Any, phi_orthogonal: Any, phi_nested: Any) -> bo
                     f"write out V.T @ V' for the axes of {name} and add up its squared "
                     "entries, then divide by min(i, j).")
 
-    return _judge("phi by hand", check)
+    return judge("phi by hand", check)
 
 
 # --------------------------------------------------------------------------- exercise 3
@@ -224,7 +215,7 @@ def check_random_baseline(chance: Any, i: int, j: int, d: int) -> bool:
                 "start from one random unit vector: what share of its squared length lies, "
                 f"on average, in a fixed subspace of dimension {large} in R^{d}?")
 
-    return _judge(f"random baseline for i = {i}, j = {j}, d = {d}", check)
+    return judge(f"random baseline for i = {i}, j = {j}, d = {d}", check)
 
 
 # --------------------------------------------------------------------------- exercise 4
@@ -322,4 +313,4 @@ def check_amplification_prediction(trend: Any, random_low: Any,
                                    "E[U U.T] = (r/m) I and E[V.T V] = (r/n) I, then take "
                                    "the square root.")
 
-    return _judge(f"amplification: r = {low} vs r = {high}", check)
+    return judge(f"amplification: r = {low} vs r = {high}", check)

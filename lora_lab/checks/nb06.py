@@ -12,10 +12,10 @@ notebooks do not pay for it when they import ``lora_lab.checks``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from ._core import LearnerError, one_number, require_answered, verdict
+from ._core import LearnerError, judge, one_number, require_answered
 
 __all__ = [
     "check_7b_lora_count",
@@ -31,15 +31,6 @@ MEMORY_OPTIONS = ("full", "q,v r=16", "all-linear r=16", "all-linear r=64")
 BUDGET_BYTES = 14.5e9
 """Exercise 5's budget: a 16 GiB card (17.2 GB) less 2.7 GB kept for activations and the
 software."""
-
-
-def _judge(title: str, check: Callable[[], None]) -> bool:
-    """Run ``check()``; print the verdict (its :class:`LearnerError`, or a pass); return it."""
-    try:
-        check()
-    except LearnerError as wrong:
-        return verdict(title, wrong.problem, wrong.hint)
-    return verdict(title)
 
 
 def _whole(value: Any, name: str, example: str) -> int:
@@ -114,7 +105,7 @@ def check_all_linear_count(n_all_linear: Any, model: Any) -> bool:
                                                  "ask, for each, whether PEFT's \"all-linear\" "
                                                  "takes it."))
 
-    return _judge(title, check)
+    return judge(title, check)
 
 
 # --------------------------------------------------------------------------- exercise 2
@@ -205,7 +196,7 @@ def check_target_prediction(closes_more: Any, forgets_most: Any, code_loss: Mapp
                                f"seed (Shakespeare loss {_span(old[more])} against "
                                f"{_span(old[forgetful])}).", _FORGETS_HINTS[forgetful])
 
-    return _judge(title, check)
+    return judge(title, check)
 
 
 # --------------------------------------------------------------------------- exercise 3
@@ -240,7 +231,7 @@ def check_active_adapter(active_after_loading: Any, measured: str) -> bool:
         raise LearnerError(f"active_after_loading = {got!r}, but the model computed the "
                            f"{measured} adapter's outputs.", hint)
 
-    return _judge(title, check)
+    return judge(title, check)
 
 
 # --------------------------------------------------------------------------- exercise 4
@@ -311,7 +302,7 @@ def check_7b_lora_count(qv_r16: Any, all_linear_r16: Any) -> bool:
                     "then multiply by the number of layers."))
                 raise LearnerError(f"{name} = {got:,} is not the trainable count.", hint)
 
-    return _judge(title, check)
+    return judge(title, check)
 
 
 # --------------------------------------------------------------------------- exercise 5
@@ -366,4 +357,4 @@ def check_memory_choice(choice: Any, code_loss: Mapping[Any, Any]) -> bool:
                 "(its extra activations are for the 2.7 GB set aside)." if targets == "q,v" else
                 "in §3, q,v closed more of the gap on every seed.")
 
-    return _judge(title, check)
+    return judge(title, check)
