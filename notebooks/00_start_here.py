@@ -256,7 +256,7 @@ assert 0.12 < shares["2-byte floats"] < 0.13 and shares["4 bits (QLoRA)"] < 0.12
 # |---|---|---|---|
 # | 00 | `00_start_here.ipynb` | What is LoRA for? Is my environment right? What is the route? | 15 min |
 # | 01 | `01_rank_and_svd.ipynb` | What is rank, and how well can a low-rank matrix stand in for a full one? | 90–120 min |
-# | 02 | `02_delta_w_by_hand.ipynb` | What exactly is ΔW = B·A, and how do we train it — by hand, in NumPy? | 2½–3 h |
+# | 02 | `02_delta_w_by_hand.ipynb` | What exactly is ΔW = B·A, and how do we train it — by hand, in NumPy? | 2–2½ h, +45 min for the ⭐ optional parts |
 # | 03 | `03_lora_layer.ipynb` | How does a LoRA layer look in PyTorch? | 60–90 min |
 # | 04 | `04_finetune_toy_task.ipynb` | Does it work? What does rank buy? | 90–120 min |
 # | 05 | `05_what_lora_learns.ipynb` | What does the learned update look like? | 60–90 min |
