@@ -243,7 +243,7 @@ def test_lora_lab_on_pythonpath_only_passes(tmp_path: Path) -> None:
 
 
 def test_every_re_exported_name_resolves_to_what_it_names() -> None:
-    """Lazy names load their module on first use; a name equal to a submodule's would be shadowed."""
+    """Lazy names load their module on first use; a name equal to a submodule is shadowed."""
     import importlib
 
     import lora_lab
